@@ -1,6 +1,7 @@
 //! Command-line surface. Each subcommand lives in the library crate that owns its behaviour; this
 //! module maps flags and `SCALESENSE_*` environment variables onto their typed configuration.
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 /// Scale Sense — keg monitoring from load cell to dashboard.
@@ -18,6 +19,12 @@ pub struct Cli {
 enum Command {
     /// Print the MQTT contract version this build speaks and the topics it uses.
     Contract,
+    /// Run a fleet of virtual scales against an MQTT broker: the real firmware core on
+    /// simulated kegs, pours, batteries and Wi-Fi.
+    Sim(scalesense_sim::cli::SimArgs),
+    /// Run the bar gateway: durable store-and-forward from the bar's MQTT broker to the server,
+    /// commands and OTA notices back to the scales, health on gw/status and /healthz.
+    Gateway(scalesense_gateway::GatewayArgs),
 }
 
 impl Cli {
@@ -32,8 +39,30 @@ impl Cli {
                 println!("contract version: 1");
                 Ok(())
             }
+            Some(Command::Gateway(args)) => {
+                init_logging();
+                scalesense_gateway::run(args).context("scalesense gateway")
+            }
+            Some(Command::Sim(args)) => {
+                init_logging();
+                let report = scalesense_sim::cli::run(&args).context("scalesense sim")?;
+                anyhow::ensure!(report.failed == 0, "{} scale task(s) failed", report.failed);
+                Ok(())
+            }
         }
     }
+}
+
+/// Logs to stderr, `info` and up unless `RUST_LOG` says otherwise; a log line clears the
+/// simulator's progress line first. A subscriber installed before (by a test, say) is kept.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(scalesense_sim::cli::log_writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 #[cfg(test)]
