@@ -11,8 +11,20 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "scalesense", version, about, long_about)]
 pub struct Cli {
+    /// Log line format on stderr. Filter with RUST_LOG (default: info,rmqtt=warn).
+    #[arg(long, global = true, value_enum, env = "SCALESENSE_LOG_FORMAT", default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -25,10 +37,18 @@ enum Command {
     /// Run the bar gateway: durable store-and-forward from the bar's MQTT broker to the server,
     /// commands and OTA notices back to the scales, health on gw/status and /healthz.
     Gateway(scalesense_gateway::GatewayArgs),
+    /// Run everything in one process: the embedded MQTT broker, a SQLite database in
+    /// --data-dir, the server with its demo bar, and simulated scales.
+    Up(scalesense_server::cli::UpArgs),
+    /// Run one production server replica: PostgreSQL (or SQLite) and an external MQTT broker.
+    Serve(scalesense_server::cli::ServeArgs),
+    /// Operator commands on the database: create a dashboard user.
+    Admin(scalesense_api::admin::AdminArgs),
 }
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
+        let log_format = self.log_format;
         match self.command {
             None => {
                 use clap::CommandFactory;
@@ -40,29 +60,50 @@ impl Cli {
                 Ok(())
             }
             Some(Command::Gateway(args)) => {
-                init_logging();
+                init_logging(log_format);
                 scalesense_gateway::run(args).context("scalesense gateway")
             }
             Some(Command::Sim(args)) => {
-                init_logging();
+                init_logging(log_format);
                 let report = scalesense_sim::cli::run(&args).context("scalesense sim")?;
                 anyhow::ensure!(report.failed == 0, "{} scale task(s) failed", report.failed);
+                Ok(())
+            }
+            Some(Command::Up(args)) => {
+                init_logging(log_format);
+                scalesense_server::cli::up(&args, |report| println!("{report}"))?;
+                Ok(())
+            }
+            Some(Command::Admin(args)) => {
+                let report = scalesense_api::admin::run(&args).context("scalesense admin")?;
+                println!("{report}");
+                Ok(())
+            }
+            Some(Command::Serve(args)) => {
+                init_logging(log_format);
+                scalesense_server::cli::serve(&args)?;
                 Ok(())
             }
         }
     }
 }
 
-/// Logs to stderr, `info` and up unless `RUST_LOG` says otherwise; a log line clears the
-/// simulator's progress line first. A subscriber installed before (by a test, say) is kept.
-fn init_logging() {
+/// Logs to stderr, `info` and up (the embedded broker's chatter from `warn`) unless `RUST_LOG`
+/// says otherwise; a log line clears the simulator's progress line first. A subscriber
+/// installed before (by a test, say) is kept.
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmqtt=warn"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(scalesense_sim::cli::log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(scalesense_sim::cli::log_writer);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@ use clap::Parser;
 mod cli;
 
 fn main() -> anyhow::Result<()> {
+    // rustls (MQTT and PostgreSQL TLS) uses ring, never aws-lc-rs; it must be chosen before any
+    // TLS configuration is built. An error means a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
     cli.run()
 }
