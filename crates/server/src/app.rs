@@ -18,7 +18,11 @@ use std::sync::Arc;
 use scalesense_proto::LocationId;
 #[cfg(feature = "embedded-broker")]
 use scalesense_sim::{BrokerAddr, Fleet, FleetConfig, FleetError, FleetHandle, WorldConfig};
-use scalesense_store::{Store, StoreError};
+use scalesense_alerts::{
+    AlertEngine, AlertFeed, LeaderLease, Mailer, OutboxConfig, OutboxWorker, PgAdvisoryLease,
+    SCHEDULER_LOCK_KEY, Scheduler, SchedulerConfig, SingleReplica, SmtpConfig,
+};
+use scalesense_store::{Backend, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +78,8 @@ pub enum AppError {
     Fleet(#[from] FleetError),
     #[error("a server task failed: {0}")]
     Task(String),
+    #[error("alerts: {0}")]
+    Alerts(String),
 }
 
 /// `scalesense serve`.
@@ -88,6 +94,7 @@ pub struct ServeConfig {
     /// This replica's name: its MQTT client id is `scalesense-server-{name}`, fixed so the
     /// broker keeps its session across restarts. Unique per replica.
     pub name: String,
+    pub alerts: AlertsSetup,
 }
 
 /// An address to listen on and whether the user chose it (`--http`/`--mqtt` or their env var).
@@ -120,6 +127,7 @@ pub struct UpConfig {
     /// The demo admin's password on first run; generated when `None`.
     pub admin_password: Option<String>,
     pub seed: u64,
+    pub alerts: AlertsSetup,
 }
 
 #[cfg(feature = "embedded-broker")]
@@ -173,26 +181,113 @@ impl std::fmt::Display for UpReport {
     }
 }
 
-/// The parts both shapes share: the pipeline task and the HTTP server.
+/// How alerts reach people: the SMTP relay (none: e-mail notifications fail visibly in the
+/// outbox) and the dashboard's public URL for links in messages.
+#[derive(Debug, Clone, Default)]
+pub struct AlertsSetup {
+    pub smtp: Option<SmtpConfig>,
+    pub dashboard_url: Option<String>,
+}
+
+/// The parts both shapes share: the pipeline task, the alert engine and its scheduler, and
+/// the HTTP server.
 #[derive(Debug)]
 struct Core {
     pipeline: JoinHandle<()>,
     pipeline_stop: CancellationToken,
+    alerts: JoinHandle<()>,
+    alerts_stop: CancellationToken,
     http: JoinHandle<io::Result<()>>,
     http_stop: CancellationToken,
 }
 
+/// Starts the alert engine (fed by the pipeline after each commit) and the scheduler (offline
+/// checks, grace expiry, the notification outbox and digests; one replica at a time on
+/// PostgreSQL). Returns the feed for the pipeline and the task running both.
+fn start_alerts(
+    store: &Arc<dyn Store>,
+    database_url: &str,
+    events: &EventBus,
+    setup: AlertsSetup,
+    http_addr: SocketAddr,
+    stop: CancellationToken,
+) -> Result<(Arc<AlertFeed>, JoinHandle<()>), AppError> {
+    let clock: Arc<dyn scalesense_alerts::Clock> = Arc::new(scalesense_alerts::SystemClock);
+    let engine = Arc::new(AlertEngine::new(
+        Arc::clone(store),
+        Arc::clone(&clock),
+        Arc::new(events.clone()),
+    ));
+    let mailer = setup
+        .smtp
+        .as_ref()
+        .map(Mailer::new)
+        .transpose()
+        .map_err(|e| AppError::Alerts(format!("SMTP: {e}")))?;
+    let dashboard_url = setup
+        .dashboard_url
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let outbox = Arc::new(
+        OutboxWorker::new(
+            Arc::clone(store),
+            clock,
+            mailer,
+            OutboxConfig {
+                dashboard_url,
+                ..OutboxConfig::default()
+            },
+        )
+        .map_err(|e| AppError::Alerts(e.to_string()))?,
+    );
+    let lease: Arc<dyn LeaderLease> = match store.backend() {
+        Backend::Postgres => Arc::new(PgAdvisoryLease::new(database_url, SCHEDULER_LOCK_KEY)),
+        Backend::Sqlite => Arc::new(SingleReplica),
+    };
+    let scheduler = Scheduler::new(
+        Arc::clone(&engine),
+        outbox,
+        lease,
+        SchedulerConfig::default(),
+    );
+    let feed = Arc::new(AlertFeed::new());
+    let task_feed = Arc::clone(&feed);
+    let task = tokio::spawn(async move {
+        match engine.load().await {
+            Ok(open) => tracing::info!(open, "alert engine loaded"),
+            Err(e) => tracing::warn!(error = %e, "alert engine could not load; it retries on the next tick"),
+        }
+        tokio::join!(
+            task_feed.run(&engine, stop.clone()),
+            scheduler.run(stop.clone())
+        );
+    });
+    Ok((feed, task))
+}
+
 impl Core {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         store: Arc<dyn Store>,
+        database_url: &str,
         rx: tokio::sync::mpsc::Receiver<pipeline::Inbound>,
         acks: Arc<dyn AckPublisher>,
         health: Health,
         http: TcpListener,
         config: PipelineConfig,
-    ) -> Self {
+        alerts: AlertsSetup,
+    ) -> Result<Self, AppError> {
         let events = EventBus::default();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let http_addr = http.local_addr().map_err(AppError::Http)?;
+        let alerts_stop = CancellationToken::new();
+        let (feed, alerts) = start_alerts(
+            &store,
+            database_url,
+            &events,
+            alerts,
+            http_addr,
+            alerts_stop.clone(),
+        )?;
         let pipeline_stop = CancellationToken::new();
         let pipeline = Pipeline::new(
             Arc::clone(&store),
@@ -201,7 +296,8 @@ impl Core {
             clock,
             health.clone(),
             config,
-        );
+        )
+        .with_alerts(feed);
         let pipeline = tokio::spawn(pipeline.run(rx, pipeline_stop.clone()));
         let http_stop = CancellationToken::new();
         let app = router(AppState {
@@ -214,12 +310,14 @@ impl Core {
                 .with_graceful_shutdown(http_stop.clone().cancelled_owned())
                 .into_future(),
         );
-        Self {
+        Ok(Self {
             pipeline,
             pipeline_stop,
+            alerts,
+            alerts_stop,
             http,
             http_stop,
-        }
+        })
     }
 
     /// Commits what is queued, then stops HTTP.
@@ -228,6 +326,10 @@ impl Core {
         self.pipeline
             .await
             .map_err(|e| AppError::Task(format!("ingest pipeline: {e}")))?;
+        self.alerts_stop.cancel();
+        self.alerts
+            .await
+            .map_err(|e| AppError::Task(format!("alert engine: {e}")))?;
         self.http_stop.cancel();
         self.http
             .await
@@ -265,12 +367,22 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     )?;
     let core = Core::start(
         store,
+        &config.database,
         rx,
         Arc::new(link.publisher()),
         health,
         http,
         pipeline_config,
+        config.alerts.clone(),
     );
+    let core = match core {
+        Ok(core) => core,
+        Err(e) => {
+            link_stop.cancel();
+            link.join().await;
+            return Err(e);
+        }
+    };
     tracing::info!(
         broker = %config.broker,
         http = %config.http,
@@ -342,12 +454,23 @@ impl Up {
         };
         let core = Core::start(
             store,
+            &database.display().to_string(),
             rx,
             Arc::new(link.publisher()),
             health,
             http,
             pipeline_config,
+            config.alerts.clone(),
         );
+        let core = match core {
+            Ok(core) => core,
+            Err(e) => {
+                link_stop.cancel();
+                link.join().await;
+                broker.stop().await;
+                return Err(e);
+            }
+        };
 
         let fleet_stop = CancellationToken::new();
         let fleet = fleet_config(&config, local)

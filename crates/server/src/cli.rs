@@ -9,10 +9,73 @@ use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, AppError, ServeConfig};
+use scalesense_alerts::{SmtpConfig, SmtpSecurity};
+
+use crate::app::{self, AlertsSetup, AppError, ServeConfig};
 #[cfg(feature = "embedded-broker")]
 use crate::app::{DEFAULT_HTTP, DEFAULT_MQTT, ListenAddr, Up, UpConfig, UpReport};
 use crate::subscriber::BrokerUrl;
+
+/// How alert e-mails leave: an SMTP relay. Without `--smtp-host` no e-mail is sent (e-mail
+/// channels' notifications fail visibly in the outbox); live dashboard alerts work regardless.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlertArgs {
+    /// SMTP server for alert e-mails and digests.
+    #[arg(long, env = "SCALESENSE_SMTP_HOST", value_name = "HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port. [default: 25 plain, 587 starttls, 465 tls]
+    #[arg(long, env = "SCALESENSE_SMTP_PORT", value_name = "PORT")]
+    pub smtp_port: Option<u16>,
+    /// How the SMTP connection is secured: plain (a local relay only), starttls or tls.
+    #[arg(long, env = "SCALESENSE_SMTP_SECURITY", value_enum, default_value = "starttls")]
+    pub smtp_security: SmtpMode,
+    /// SMTP user name, when the relay needs a login.
+    #[arg(long, env = "SCALESENSE_SMTP_USER", value_name = "USER")]
+    pub smtp_user: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "SCALESENSE_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+    /// The From: mailbox of alert e-mails.
+    #[arg(
+        long,
+        env = "SCALESENSE_SMTP_FROM",
+        default_value = "Scale Sense <alerts@scalesense.invalid>"
+    )]
+    pub smtp_from: String,
+    /// The dashboard's public URL, for links in e-mails and webhooks. [default: the HTTP
+    /// address]
+    #[arg(long, env = "SCALESENSE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+/// `--smtp-security`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpMode {
+    Plain,
+    Starttls,
+    Tls,
+}
+
+impl AlertArgs {
+    pub fn setup(&self) -> AlertsSetup {
+        AlertsSetup {
+            smtp: self.smtp_host.as_ref().map(|host| SmtpConfig {
+                host: host.clone(),
+                port: self.smtp_port,
+                security: match self.smtp_security {
+                    SmtpMode::Plain => SmtpSecurity::Plain,
+                    SmtpMode::Starttls => SmtpSecurity::StartTls,
+                    SmtpMode::Tls => SmtpSecurity::Tls,
+                },
+                username: self.smtp_user.clone(),
+                password: self.smtp_password.clone(),
+                from: self.smtp_from.clone(),
+                timeout: std::time::Duration::from_secs(30),
+            }),
+            dashboard_url: self.public_url.clone(),
+        }
+    }
+}
 
 /// `scalesense up`: everything in one process.
 #[cfg(feature = "embedded-broker")]
@@ -43,6 +106,8 @@ pub struct UpArgs {
     /// Seed of the simulated bar (same seed, same pours).
     #[arg(long, env = "SCALESENSE_SEED", default_value_t = 1)]
     pub seed: u64,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 #[cfg(feature = "embedded-broker")]
@@ -56,6 +121,7 @@ impl UpArgs {
             speed: self.speed,
             admin_password: self.admin_password.clone(),
             seed: self.seed,
+            alerts: self.alerts.setup(),
         }
     }
 }
@@ -90,6 +156,8 @@ pub struct ServeArgs {
         default_value = "main"
     )]
     pub name: String,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 impl ServeArgs {
@@ -100,6 +168,7 @@ impl ServeArgs {
             http: self.http,
             shared_group: self.shared_group.clone(),
             name: self.name.clone(),
+            alerts: self.alerts.setup(),
         }
     }
 }

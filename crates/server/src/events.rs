@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use scalesense_alerts::{AlertEvent, AlertEvents};
 use scalesense_proto::{CommandId, DeviceId, LocationId, TapId};
 use scalesense_store::{DeviceStatus, KegId, Millis, Series};
 use serde::Serialize;
@@ -64,6 +65,17 @@ pub enum Event {
         tap_id: Option<TapId>,
         at: Millis,
     },
+    /// An alert fired, or escalated (`alert.state` says which).
+    AlertFired {
+        location_id: LocationId,
+        alert: AlertEvent,
+    },
+    /// An alert's condition cleared: it is resolved.
+    AlertCleared {
+        location_id: LocationId,
+        alert_id: String,
+        alert: AlertEvent,
+    },
     /// A scale answered a command and the answer was recorded.
     CommandCompleted {
         location_id: LocationId,
@@ -83,6 +95,8 @@ impl Event {
             | Self::DeviceStatus { location_id, .. }
             | Self::MaintenanceEntered { location_id, .. }
             | Self::MaintenanceExited { location_id, .. }
+            | Self::AlertFired { location_id, .. }
+            | Self::AlertCleared { location_id, .. }
             | Self::CommandCompleted { location_id, .. } => location_id,
         }
     }
@@ -94,6 +108,8 @@ impl Event {
             Self::DeviceStatus { .. } => "device_status",
             Self::MaintenanceEntered { .. } => "maintenance_entered",
             Self::MaintenanceExited { .. } => "maintenance_exited",
+            Self::AlertFired { .. } => "alert_fired",
+            Self::AlertCleared { .. } => "alert_cleared",
             Self::CommandCompleted { .. } => "command_completed",
         }
     }
@@ -144,6 +160,25 @@ impl EventBus {
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .subscribe();
         Subscription { receiver }
+    }
+}
+
+/// The alert engine's live events go out on the bus at once, whatever the hour: quiet hours hold
+/// e-mail and webhooks, never the dashboard.
+impl AlertEvents for EventBus {
+    fn alert_fired(&self, alert: &AlertEvent) {
+        self.publish(Event::AlertFired {
+            location_id: alert.location_id.clone(),
+            alert: alert.clone(),
+        });
+    }
+
+    fn alert_cleared(&self, alert: &AlertEvent) {
+        self.publish(Event::AlertCleared {
+            location_id: alert.location_id.clone(),
+            alert_id: alert.id.clone(),
+            alert: alert.clone(),
+        });
     }
 }
 

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use scalesense_alerts::{AlertFeed, BatchSummary};
 use scalesense_domain::units::Kilograms;
 use scalesense_proto::topic::Direction;
 use scalesense_proto::{
@@ -389,6 +390,10 @@ pub struct Pipeline {
     /// Last location seen per device, to place command answers on a location's channel.
     device_locations: HashMap<DeviceId, LocationId>,
     dead_letter_log: LogLimiter,
+    /// Where committed batches go for alert evaluation (off the commit path).
+    alerts: Option<Arc<AlertFeed>>,
+    /// What the batch being committed changed, for the alert engine.
+    alert_summary: BatchSummary,
 }
 
 impl Pipeline {
@@ -412,7 +417,17 @@ impl Pipeline {
             maintenance: HashMap::new(),
             device_locations: HashMap::new(),
             dead_letter_log,
+            alerts: None,
+            alert_summary: BatchSummary::new(),
         }
+    }
+
+    /// Hands every committed batch's changes to the alert engine's feed. Submitting never
+    /// waits, so alert evaluation cannot slow ingest.
+    #[must_use]
+    pub fn with_alerts(mut self, feed: Arc<AlertFeed>) -> Self {
+        self.alerts = Some(feed);
+        self
     }
 
     /// Runs group commits until `shutdown` fires, then stops taking new messages, commits what
@@ -531,6 +546,10 @@ impl Pipeline {
             None => {}
         }
         self.answer(items, events);
+        let summary = std::mem::take(&mut self.alert_summary);
+        if let Some(feed) = &self.alerts {
+            feed.submit(summary);
+        }
         db_error.is_none()
     }
 
@@ -609,6 +628,7 @@ impl Pipeline {
                     metrics::counter!(telemetry::READINGS_INGESTED).increment(1);
                     self.device_locations
                         .insert(reading.device_id.clone(), stored.location_id.clone());
+                    self.alert_summary.add_reading(&reading.device_id, &stored);
                     events.push(reading_event(reading, stored));
                     item.disposition = Some(Disposition::Stored);
                 }
@@ -660,6 +680,7 @@ impl Pipeline {
             )));
         };
         metrics::counter!(telemetry::STATUSES).increment(1);
+        self.alert_summary.add_status(&device_row);
         if let Some(location) = &device_row.location_id {
             self.device_locations
                 .insert(device.clone(), location.clone());
