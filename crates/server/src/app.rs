@@ -22,7 +22,8 @@ use scalesense_alerts::{
     AlertEngine, AlertFeed, LeaderLease, Mailer, OutboxConfig, OutboxWorker, PgAdvisoryLease,
     SCHEDULER_LOCK_KEY, Scheduler, SchedulerConfig, SingleReplica, SmtpConfig,
 };
-use scalesense_store::{Backend, Store, StoreError};
+use scalesense_api::{ApiConfig, ApiState};
+use scalesense_store::{AccountId, Backend, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,8 @@ use crate::events::EventBus;
 use crate::health::Health;
 use crate::http::{AppState, router};
 use crate::pipeline::{self, AckPublisher, Pipeline, PipelineConfig};
-use crate::subscriber::{BrokerUrl, Ingest, LinkConfig, LinkError, MqttLink};
+use crate::commands::MqttCommandSink;
+use crate::subscriber::{BrokerUrl, Ingest, LinkConfig, LinkError, LinkPublisher, MqttLink};
 
 /// Default HTTP address of `scalesense up`.
 pub const DEFAULT_HTTP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -189,6 +191,13 @@ pub struct AlertsSetup {
     pub dashboard_url: Option<String>,
 }
 
+/// The REST API's settings that depend on the shape: `up` has one account, so logins need
+/// not name it.
+#[derive(Debug, Clone, Default)]
+pub struct ApiSetup {
+    pub default_account: Option<AccountId>,
+}
+
 /// The parts both shapes share: the pipeline task, the alert engine and its scheduler, and
 /// the HTTP server.
 #[derive(Debug)]
@@ -275,6 +284,7 @@ impl Core {
         http: TcpListener,
         config: PipelineConfig,
         alerts: AlertsSetup,
+        api: (ApiSetup, LinkPublisher),
     ) -> Result<Self, AppError> {
         let events = EventBus::default();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -300,15 +310,30 @@ impl Core {
         .with_alerts(feed);
         let pipeline = tokio::spawn(pipeline.run(rx, pipeline_stop.clone()));
         let http_stop = CancellationToken::new();
+        let (api_setup, publisher) = api;
+        let api_state = ApiState::new(
+            Arc::clone(&store),
+            Arc::new(scalesense_api::SystemClock),
+            Arc::new(MqttCommandSink::new(publisher)),
+            ApiConfig {
+                default_account: api_setup.default_account,
+                ..ApiConfig::default()
+            },
+        )
+        .map_err(|e| AppError::Task(format!("REST API: {e}")))?;
         let app = router(AppState {
             store,
             health,
             events,
-        });
+        })
+        .merge(scalesense_api::router(api_state));
         let http = tokio::spawn(
-            axum::serve(http, app)
-                .with_graceful_shutdown(http_stop.clone().cancelled_owned())
-                .into_future(),
+            axum::serve(
+                http,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
+            .into_future(),
         );
         Ok(Self {
             pipeline,
@@ -374,6 +399,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         http,
         pipeline_config,
         config.alerts.clone(),
+        (ApiSetup::default(), link.publisher()),
     );
     let core = match core {
         Ok(core) => core,
@@ -461,6 +487,12 @@ impl Up {
             http,
             pipeline_config,
             config.alerts.clone(),
+            (
+                ApiSetup {
+                    default_account: AccountId::try_from(demo::ACCOUNT).ok(),
+                },
+                link.publisher(),
+            ),
         );
         let core = match core {
             Ok(core) => core,

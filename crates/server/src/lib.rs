@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 #[cfg(feature = "embedded-broker")]
 pub mod demo;
 #[cfg(feature = "embedded-broker")]

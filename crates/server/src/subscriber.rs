@@ -190,6 +190,17 @@ pub struct LinkPublisher {
     client: AsyncClient,
 }
 
+impl LinkPublisher {
+    /// Queues a retained QoS 1 publish (commands: a scale that is offline gets it when it comes
+    /// back). Waits only for room in the client's queue, not for the broker.
+    pub async fn publish_retained(&self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl AckPublisher for LinkPublisher {
     fn publish(&self, topic: &str, payload: Vec<u8>) -> bool {
         self.client
