@@ -14,21 +14,22 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[cfg(feature = "embedded-broker")]
-use scalesense_proto::LocationId;
-#[cfg(feature = "embedded-broker")]
-use scalesense_sim::{BrokerAddr, Fleet, FleetConfig, FleetError, FleetHandle, WorldConfig};
 use scalesense_alerts::{
     AlertEngine, AlertFeed, LeaderLease, Mailer, OutboxConfig, OutboxWorker, PgAdvisoryLease,
     SCHEDULER_LOCK_KEY, Scheduler, SchedulerConfig, SingleReplica, SmtpConfig,
 };
 use scalesense_api::{ApiConfig, ApiState};
+#[cfg(feature = "embedded-broker")]
+use scalesense_proto::LocationId;
+#[cfg(feature = "embedded-broker")]
+use scalesense_sim::{BrokerAddr, Fleet, FleetConfig, FleetError, FleetHandle, WorldConfig};
 use scalesense_store::{AccountId, Backend, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
+use crate::commands::MqttCommandSink;
 #[cfg(feature = "embedded-broker")]
 use crate::demo::{self, DemoError};
 #[cfg(feature = "embedded-broker")]
@@ -37,7 +38,6 @@ use crate::events::EventBus;
 use crate::health::Health;
 use crate::http::{AppState, router};
 use crate::pipeline::{self, AckPublisher, Pipeline, PipelineConfig};
-use crate::commands::MqttCommandSink;
 use crate::subscriber::{BrokerUrl, Ingest, LinkConfig, LinkError, LinkPublisher, MqttLink};
 
 /// Default HTTP address of `scalesense up`.
@@ -263,7 +263,9 @@ fn start_alerts(
     let task = tokio::spawn(async move {
         match engine.load().await {
             Ok(open) => tracing::info!(open, "alert engine loaded"),
-            Err(e) => tracing::warn!(error = %e, "alert engine could not load; it retries on the next tick"),
+            Err(e) => {
+                tracing::warn!(error = %e, "alert engine could not load; it retries on the next tick")
+            }
         }
         tokio::join!(
             task_feed.run(&engine, stop.clone()),

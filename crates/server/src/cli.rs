@@ -27,7 +27,12 @@ pub struct AlertArgs {
     #[arg(long, env = "SCALESENSE_SMTP_PORT", value_name = "PORT")]
     pub smtp_port: Option<u16>,
     /// How the SMTP connection is secured: plain (a local relay only), starttls or tls.
-    #[arg(long, env = "SCALESENSE_SMTP_SECURITY", value_enum, default_value = "starttls")]
+    #[arg(
+        long,
+        env = "SCALESENSE_SMTP_SECURITY",
+        value_enum,
+        default_value = "starttls"
+    )]
     pub smtp_security: SmtpMode,
     /// SMTP user name, when the relay needs a login.
     #[arg(long, env = "SCALESENSE_SMTP_USER", value_name = "USER")]
