@@ -264,7 +264,7 @@ fn start_alerts(
         match engine.load().await {
             Ok(open) => tracing::info!(open, "alert engine loaded"),
             Err(e) => {
-                tracing::warn!(error = %e, "alert engine could not load; it retries on the next tick")
+                tracing::warn!(error = %e, "alert engine could not load; it retries on the next tick");
             }
         }
         tokio::join!(
@@ -323,12 +323,20 @@ impl Core {
             },
         )
         .map_err(|e| AppError::Task(format!("REST API: {e}")))?;
+        // The dashboard: its files, and the live events for the API's users over WebSocket.
+        let live = scalesense_web::WsState::new(
+            Arc::new(crate::web::ApiWsAuth(api_state.clone())),
+            Arc::new(crate::web::BusFeed(events.clone())),
+            scalesense_web::WsConfig::default(),
+            http_stop.clone(),
+        );
         let app = router(AppState {
             store,
             health,
             events,
         })
-        .merge(scalesense_api::router(api_state));
+        .merge(scalesense_api::router(api_state))
+        .merge(scalesense_web::router(live));
         let http = tokio::spawn(
             axum::serve(
                 http,

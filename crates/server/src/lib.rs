@@ -22,3 +22,4 @@ pub mod http;
 pub mod pipeline;
 pub mod subscriber;
 pub mod telemetry;
+pub mod web;

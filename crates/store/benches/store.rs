@@ -11,7 +11,8 @@
 //!   (weekly kegs per tap, and their 5-minute and hourly rollup rows for the whole year), so the
 //!   tables have a full year's size while generation stays fast. The queries then run through
 //!   the real `Store` methods over that data.
-//! - Tap 1's current keg was tapped 100 days ago (a slow seller), so "90 days of one keg" exists.
+//! - Tap 1's current keg was tapped 100 days ago (a slow seller), so "90 days of one keg" exists;
+//!   the other taps change kegs weekly, inside the raw window too.
 //!
 //! The raw-SQLite ceiling inserts the same rows into an empty copy of the same schema with one
 //! prepared INSERT executed per row inside a single transaction.
@@ -312,14 +313,51 @@ macro_rules! generate_history {
     }};
 }
 
+/// Sends the raw window through `ingest_batch`, timing only those calls. Taps 2–24 get a new
+/// keg every week (kicked, replaced and tapped through the store between batches), so the
+/// window holds real keg changes; tap 1 keeps its slow keg.
 async fn ingest_all(store: &dyn Store, cfg: &Config) -> (usize, Duration) {
+    let a = account();
+    let l = location();
+    let beer = BeerId::try_from("loc-bench#house").unwrap();
+    let mut current: Vec<KegId> = (1..=TAPS).map(current_keg).collect();
+    let mut swap_at: Vec<Millis> = (1..=TAPS)
+        .map(|n| cfg.raw_start() + 7 * DAY + i64::from(n) * BUCKET_1_HOUR)
+        .collect();
     let mut source = Readings::new(cfg);
     let mut stored = 0;
     let mut elapsed = Duration::ZERO;
     loop {
         let batch = source.next_batch(cfg.batch);
-        if batch.is_empty() {
-            break;
+        let Some(first) = batch.first() else { break };
+        for n in 2..=TAPS {
+            let i = usize::from(n - 1);
+            if first.ts < swap_at[i] {
+                continue;
+            }
+            let at = swap_at[i];
+            store.kick_keg(&a, &current[i], at).await.unwrap();
+            let next = KegId::try_from(format!("keg-r-{n:02}-{at}").as_str()).unwrap();
+            store
+                .create_keg(
+                    &a,
+                    &NewKeg {
+                        id: next.clone(),
+                        location_id: l.clone(),
+                        beer_id: beer.clone(),
+                        keg_type: "half_barrel".into(),
+                        full_kg: FULL_KG,
+                        empty_kg: EMPTY_KG,
+                        specific_gravity: 1.0,
+                        created_at: at,
+                    },
+                )
+                .await
+                .unwrap();
+            let tap = scalesense_store::TapId::new(&l, n).unwrap();
+            store.tap_keg(&a, &next, &tap, at).await.unwrap();
+            current[i] = next;
+            swap_at[i] += 7 * DAY;
         }
         let started = Instant::now();
         let out = store.ingest_batch(&batch).await.unwrap();

@@ -108,7 +108,7 @@ async fn device_contexts(
 /// location, tap, keg) travel once per scale and are joined back by position.
 async fn insert_readings(conn: &mut PgConnection, candidates: &[Candidate]) -> Result<Vec<bool>> {
     let mut inserted: Vec<(String, i64, i64)> = Vec::with_capacity(candidates.len());
-    for chunk in candidates.chunks(std::env::var("PGR").ok().and_then(|v| v.parse().ok()).unwrap_or(READINGS_PER_STATEMENT)) {
+    for chunk in candidates.chunks(READINGS_PER_STATEMENT) {
         let mut position: HashMap<&str, i32> = HashMap::new();
         let mut scales: Vec<&Candidate> = Vec::new();
         let scale_of: Vec<i32> = chunk
@@ -191,7 +191,7 @@ async fn insert_readings(conn: &mut PgConnection, candidates: &[Candidate]) -> R
 }
 
 async fn upsert_rollups(conn: &mut PgConnection, deltas: &[RollupDelta]) -> Result<()> {
-    for chunk in deltas.chunks(std::env::var("PGU").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS_PER_STATEMENT)) {
+    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
         sqlx::query(concat!(
             rollup_insert!(),
             "SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], \

@@ -7,8 +7,9 @@
 //! another account is never even fetched; it reads as `NotFound`. The exceptions are explicit:
 //! device-originated writes (`ingest_batch`, `record_device_status`, command answers) resolve the
 //! account from the device; pre-authentication look-ups (`session`, `api_token`) resolve it from
-//! the secret's hash; operator jobs (`purge`, `expire_commands`, `due_notifications`,
-//! `silent_devices`, dead letters, the beer library) span accounts by design.
+//! the secret's hash; operator jobs (`purge`, `expire_commands`, the outbox worker's
+//! `due_notifications` and `mark_notification_*`, `silent_devices`, dead letters, the beer
+//! library) span accounts by design.
 
 use async_trait::async_trait;
 use scalesense_proto::{CommandId, DeviceId, LocationId, TapId};

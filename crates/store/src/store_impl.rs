@@ -571,6 +571,9 @@ fn keg_state_conflict(keg: &Keg, wanted: &str) -> StoreError {
 }
 
 impl StoreImpl {
+    /// Starts a write transaction. Lock order on PostgreSQL, kept by every method that writes
+    /// more than one of them: `tap_state` before `devices` before `telemetry` (the ingest path's
+    /// order), so concurrent writers wait for each other instead of deadlocking.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Db>> {
         Ok(self.pool.begin_with(BEGIN_WRITE).await?)
     }
@@ -1159,6 +1162,20 @@ impl Store for StoreImpl {
                 .ok_or_else(|| StoreError::not_found("tap", tap))?,
             ),
         };
+        let maintenance: bool =
+            sqlx::query_scalar("SELECT maintenance FROM devices WHERE id = $1 AND account_id = $2")
+                .bind(device.as_str())
+                .bind(account.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("device", device))?;
+        if let Some(tap) = tap {
+            sqlx::query("UPDATE tap_state SET maintenance = $2 WHERE tap_id = $1")
+                .bind(tap.as_str())
+                .bind(maintenance)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(
             "UPDATE devices SET tap_id = $3, location_id = COALESCE($4, location_id) \
              WHERE id = $1 AND account_id = $2 \
@@ -1178,13 +1195,6 @@ impl Store for StoreImpl {
         })?
         .ok_or_else(|| StoreError::not_found("device", device))?;
         let assigned = device_from(&row)?;
-        if let Some(tap) = tap {
-            sqlx::query("UPDATE tap_state SET maintenance = $2 WHERE tap_id = $1")
-                .bind(tap.as_str())
-                .bind(assigned.maintenance)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
         Ok(assigned)
     }
@@ -1196,6 +1206,20 @@ impl Store for StoreImpl {
         on: bool,
     ) -> Result<Device> {
         let mut tx = self.write_tx().await?;
+        let tap: Option<String> =
+            sqlx::query_scalar("SELECT tap_id FROM devices WHERE id = $1 AND account_id = $2")
+                .bind(device.as_str())
+                .bind(account.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("device", device))?;
+        if let Some(tap) = &tap {
+            sqlx::query("UPDATE tap_state SET maintenance = $2 WHERE tap_id = $1")
+                .bind(tap)
+                .bind(on)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(
             "UPDATE devices SET maintenance = $3 WHERE id = $1 AND account_id = $2 \
              RETURNING id, account_id, location_id, tap_id, fw_version, status, last_seen, \
@@ -1204,17 +1228,9 @@ impl Store for StoreImpl {
         .bind(device.as_str())
         .bind(account.as_str())
         .bind(on)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found("device", device))?;
+        .fetch_one(&mut *tx)
+        .await?;
         let updated = device_from(&row)?;
-        if let Some(tap) = &updated.tap_id {
-            sqlx::query("UPDATE tap_state SET maintenance = $2 WHERE tap_id = $1")
-                .bind(tap.as_str())
-                .bind(on)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
         Ok(updated)
     }
@@ -1232,6 +1248,21 @@ impl Store for StoreImpl {
             ],
         )?;
         let mut tx = self.write_tx().await?;
+        let Some(tap) =
+            sqlx::query_scalar::<_, Option<String>>("SELECT tap_id FROM devices WHERE id = $1")
+                .bind(device.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(None);
+        };
+        if let (Some(on), Some(tap)) = (update.maintenance, &tap) {
+            sqlx::query("UPDATE tap_state SET maintenance = $2 WHERE tap_id = $1")
+                .bind(tap)
+                .bind(on)
+                .execute(&mut *tx)
+                .await?;
+        }
         let online = update.status == DeviceStatus::Online;
         let Some(row) = sqlx::query(
             "UPDATE devices SET status = $2, fw_version = COALESCE($3, fw_version), \
@@ -1268,13 +1299,6 @@ impl Store for StoreImpl {
             .bind(update.at)
             .execute(&mut *tx)
             .await?;
-        }
-        if let (Some(on), Some(tap)) = (update.maintenance, &updated.tap_id) {
-            sqlx::query("UPDATE tap_state SET maintenance = $2 WHERE tap_id = $1")
-                .bind(tap.as_str())
-                .bind(on)
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(Some(updated))
@@ -1811,24 +1835,37 @@ impl Store for StoreImpl {
             plan.unassigned.iter().map(|&i| &readings[i]).collect();
         let effects = ingest::effects(&new, &taps, &unassigned);
         Self::apply_effects(&mut tx, &effects).await?;
-        tx.commit().await?;
 
+        // Outcomes are built before the commit, so a stored id that no longer parses aborts the
+        // batch instead of reporting an error for rows that were written.
         let mut outcomes = plan.outcomes;
+        let mut templates: HashMap<&str, StoredReading> = HashMap::new();
         for (c, &new) in plan.candidates.iter().zip(&is_new) {
-            let stored = if new {
+            let outcome = if new {
+                let template = if let Some(t) = templates.get(c.device_id.as_str()) {
+                    t.clone()
+                } else {
+                    let t = StoredReading {
+                        account_id: sql::parse("account id", &c.account_id)?,
+                        location_id: sql::parse("location id", &c.location_id)?,
+                        tap_id: sql::parse("tap id", &c.tap_id)?,
+                        keg_id: sql::parse_opt("keg id", c.keg_id.as_deref())?,
+                        series: series_from(&c.series)?,
+                        volume_l: None,
+                    };
+                    templates.insert(c.device_id.as_str(), t.clone());
+                    t
+                };
                 ReadingOutcome::Stored(StoredReading {
-                    account_id: sql::parse("account id", &c.account_id)?,
-                    location_id: sql::parse("location id", &c.location_id)?,
-                    tap_id: sql::parse("tap id", &c.tap_id)?,
-                    keg_id: sql::parse_opt("keg id", c.keg_id.as_deref())?,
-                    series: series_from(&c.series)?,
                     volume_l: c.volume_l,
+                    ..template
                 })
             } else {
                 ReadingOutcome::Duplicate
             };
-            outcomes[c.index] = Some(stored);
+            outcomes[c.index] = Some(outcome);
         }
+        tx.commit().await?;
         Ok(IngestOutcome {
             readings: outcomes
                 .into_iter()
