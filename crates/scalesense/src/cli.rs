@@ -56,7 +56,37 @@ impl Cli {
                 Ok(())
             }
             Some(Command::Contract) => {
-                println!("contract version: 1");
+                use scalesense_proto::topic;
+                println!(
+                    "MQTT contract version {} (docs/contract.md)",
+                    scalesense_proto::CONTRACT_VERSION
+                );
+                for (filter, what) in [
+                    (topic::READINGS_FILTER, "scale → server: readings (QoS 1)"),
+                    (
+                        topic::STATUS_FILTER,
+                        "scale → server: status and last will (QoS 1, retained)",
+                    ),
+                    (
+                        topic::RESPONSE_FILTER,
+                        "scale → server: command answers (QoS 1)",
+                    ),
+                    (
+                        topic::COMMAND_FILTER,
+                        "server → scale: commands (QoS 1, retained)",
+                    ),
+                    (topic::OTA_FILTER, "server → scale: firmware offers (QoS 1)"),
+                    (
+                        topic::GATEWAY_STATUS_FILTER,
+                        "gateway → server: health (QoS 1, retained)",
+                    ),
+                    (
+                        topic::GATEWAY_ACK_FILTER,
+                        "server → gateway: commit confirmations (QoS 1)",
+                    ),
+                ] {
+                    println!("  {filter:<18} {what}");
+                }
                 Ok(())
             }
             Some(Command::Gateway(args)) => {
