@@ -27,6 +27,26 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Create a dashboard user (and, with --account-name, the account if it does not exist).
     CreateUser(CreateUserArgs),
+    /// Set a new password for a user and end all of their sessions.
+    ResetPassword(ResetPasswordArgs),
+}
+
+/// `scalesense admin reset-password`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResetPasswordArgs {
+    /// The database: `postgres://…`, or a SQLite file path.
+    #[arg(long, env = "SCALESENSE_DATABASE")]
+    pub database: String,
+    /// The customer account the user belongs to, e.g. `demo`.
+    #[arg(long)]
+    pub account: String,
+    /// The user's e-mail (their login name).
+    #[arg(long)]
+    pub email: String,
+    /// Read the new password from the first line of standard input; without it a random
+    /// password is generated and printed once.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// `scalesense admin create-user`.
@@ -118,20 +138,7 @@ pub async fn create_user(
         store.location(&account, &id).await?;
         allowed.push(id);
     }
-    let generated_password = match password {
-        Some(_) => None,
-        None => Some(secrets::new_password()),
-    };
-    let password = password
-        .or_else(|| generated_password.clone())
-        .unwrap_or_default();
-    check_new_password(&password).map_err(|e| AdminError::Invalid(format!("password {e}")))?;
-    let hash = tokio::task::spawn_blocking(move || {
-        Passwords::new(PasswordCost::default()).and_then(|p| p.hash(&password))
-    })
-    .await
-    .map_err(|e| AdminError::Hash(e.to_string()))?
-    .map_err(AdminError::Hash)?;
+    let (hash, generated_password) = new_password_hash(password).await?;
     let user_id = UserId::try_from(format!("usr-{}", secrets::random_suffix(8)).as_str())
         .map_err(|e| AdminError::Invalid(e.to_string()))?;
     store
@@ -154,6 +161,72 @@ pub async fn create_user(
     })
 }
 
+/// What `reset-password` did, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordReset {
+    pub user_id: String,
+    /// Sessions ended, so a stolen session does not outlive the old password.
+    pub sessions_revoked: u64,
+    /// The generated password, when none was given: shown once.
+    pub generated_password: Option<String>,
+}
+
+/// Hashes a new password (checked against the password rules) at the production cost; `None`
+/// generates one. Returns the hash and the generated password.
+async fn new_password_hash(
+    password: Option<String>,
+) -> Result<(String, Option<String>), AdminError> {
+    let generated = match password {
+        Some(_) => None,
+        None => Some(secrets::new_password()),
+    };
+    let password = password.or_else(|| generated.clone()).unwrap_or_default();
+    check_new_password(&password).map_err(|e| AdminError::Invalid(format!("password {e}")))?;
+    let hash = tokio::task::spawn_blocking(move || {
+        Passwords::new(PasswordCost::default()).and_then(|p| p.hash(&password))
+    })
+    .await
+    .map_err(|e| AdminError::Hash(e.to_string()))?
+    .map_err(AdminError::Hash)?;
+    Ok((hash, generated))
+}
+
+/// Sets a new password for the user with `args.email` in `args.account` and revokes all of
+/// their sessions. `password`: `None` generates one.
+pub async fn reset_password(
+    store: &dyn Store,
+    args: &ResetPasswordArgs,
+    password: Option<String>,
+    now: i64,
+) -> Result<PasswordReset, AdminError> {
+    let account = AccountId::try_from(args.account.as_str())
+        .map_err(|e| AdminError::Invalid(format!("--account: {e}")))?;
+    let user = store
+        .user_by_email(&account, &args.email)
+        .await?
+        .ok_or_else(|| {
+            AdminError::Invalid(format!(
+                "no user {} in account {account}",
+                args.email.trim().to_lowercase()
+            ))
+        })?;
+    let (hash, generated_password) = new_password_hash(password).await?;
+    store.set_user_password(&account, &user.id, &hash).await?;
+    let sessions_revoked = store.revoke_user_sessions(&account, &user.id, now).await?;
+    Ok(PasswordReset {
+        user_id: user.id.to_string(),
+        sessions_revoked,
+        generated_password,
+    })
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> Result<String, AdminError> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 /// Runs an admin command to completion and returns what to print.
 pub fn run(args: &AdminArgs) -> Result<String, AdminError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -162,9 +235,7 @@ pub fn run(args: &AdminArgs) -> Result<String, AdminError> {
     match &args.command {
         AdminCommand::CreateUser(a) => {
             let password = if a.password_stdin {
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line)?;
-                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+                Some(password_from_stdin()?)
             } else {
                 None
             };
@@ -180,6 +251,27 @@ pub fn run(args: &AdminArgs) -> Result<String, AdminError> {
                     out.push_str(" (account created)");
                 }
                 if let Some(p) = created.generated_password {
+                    out.push_str("\npassword (shown once): ");
+                    out.push_str(&p);
+                }
+                Ok(out)
+            })
+        }
+        AdminCommand::ResetPassword(a) => {
+            let password = if a.password_stdin {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
+            runtime.block_on(async {
+                let store = scalesense_store::connect(&a.database).await?;
+                let now = crate::state::SystemClock.now_ms();
+                let reset = reset_password(store.as_ref(), a, password, now).await?;
+                let mut out = format!(
+                    "new password set for user {} ({}) in account {}; {} session(s) ended",
+                    reset.user_id, a.email, a.account, reset.sessions_revoked
+                );
+                if let Some(p) = reset.generated_password {
                     out.push_str("\npassword (shown once): ");
                     out.push_str(&p);
                 }
@@ -244,6 +336,93 @@ mod tests {
             create_user(store.as_ref(), &second, Some("short".into()), 0)
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn reset_password_sets_a_new_hash_and_ends_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            scalesense_store::SqliteStore::open(&dir.path().join("r.db"))
+                .await
+                .unwrap(),
+        );
+        let created = create_user(store.as_ref(), &args("bar", Some("The Bar")), None, 0)
+            .await
+            .unwrap();
+        let old_password = created.generated_password.unwrap();
+        let account = AccountId::try_from("bar").unwrap();
+        let user_id = UserId::try_from(created.user_id.as_str()).unwrap();
+        for hash in ["h1", "h2"] {
+            store
+                .create_session(
+                    &account,
+                    &scalesense_store::NewSession {
+                        token_hash: hash.into(),
+                        user_id: user_id.clone(),
+                        created_at: 0,
+                        expires_at: 1_000_000,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let reset_args = |email: &str| ResetPasswordArgs {
+            database: String::new(),
+            account: "bar".into(),
+            email: email.into(),
+            password_stdin: false,
+        };
+        let passwords = Passwords::new(PasswordCost::TEST_ONLY).unwrap();
+
+        // Generated: shown once, the old password stops working, both sessions end.
+        let reset = reset_password(store.as_ref(), &reset_args("OWNER@bar.example"), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(reset.user_id, created.user_id);
+        assert_eq!(reset.sessions_revoked, 2);
+        let new_password = reset.generated_password.unwrap();
+        assert!(new_password.len() >= 20);
+        assert_ne!(new_password, old_password);
+        let hash = store.user(&account, &user_id).await.unwrap().password_hash;
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(passwords.verify(&new_password, Some(&hash)));
+        assert!(!passwords.verify(&old_password, Some(&hash)));
+        assert!(store.session("h1", 20).await.unwrap().is_none());
+        assert!(store.session("h2", 20).await.unwrap().is_none());
+
+        // Given on stdin: used as is; no sessions left to end.
+        let given = reset_password(
+            store.as_ref(),
+            &reset_args("owner@bar.example"),
+            Some("another long password".into()),
+            20,
+        )
+        .await
+        .unwrap();
+        assert_eq!(given.generated_password, None);
+        assert_eq!(given.sessions_revoked, 0);
+        let hash = store.user(&account, &user_id).await.unwrap().password_hash;
+        assert!(passwords.verify("another long password", Some(&hash)));
+
+        // A weak password and an unknown user are refused, and the hash is unchanged.
+        assert!(matches!(
+            reset_password(
+                store.as_ref(),
+                &reset_args("owner@bar.example"),
+                Some("short".into()),
+                30
+            )
+            .await,
+            Err(AdminError::Invalid(_))
+        ));
+        assert!(matches!(
+            reset_password(store.as_ref(), &reset_args("nobody@bar.example"), None, 30).await,
+            Err(AdminError::Invalid(m)) if m.contains("no user")
+        ));
+        assert_eq!(
+            store.user(&account, &user_id).await.unwrap().password_hash,
+            hash
         );
     }
 }

@@ -31,6 +31,7 @@ both_backends! {
     beers_kegs_and_devices => sqlite_library, pg_library;
     users_and_tokens_for_admins => sqlite_users, pg_users;
     settings_are_checked_by_the_domain => sqlite_settings, pg_settings;
+    editing_users_and_beers_is_checked_and_audited => sqlite_edits, pg_edits;
 }
 
 async fn login(h: &Harness, email: &str, password: &str) -> support::Answer {
@@ -1024,4 +1025,210 @@ async fn settings_are_checked_by_the_domain(h: &Harness) {
         export.body["type"],
         "urn:scalesense:problem:not-implemented"
     );
+}
+
+async fn latest_audit(h: &Harness, admin: &Auth) -> Value {
+    h.get("/api/v1/audit?limit=1", admin).await.body["items"][0].clone()
+}
+
+async fn editing_users_and_beers_is_checked_and_audited(h: &Harness) {
+    let admin = h.admin().await;
+    let manager = h.manager().await;
+
+    // Users: role and locations, each alone, audited with before and after.
+    let promoted = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/usr-victim",
+            &admin,
+            Some(json!({"role": "manager"})),
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.body);
+    assert_eq!(promoted.body["role"], "manager");
+    assert_eq!(promoted.body["allowed_locations"], Value::Null);
+    let line = latest_audit(h, &admin).await;
+    assert_eq!(line["action"], "user.update");
+    assert_eq!(line["entity"], "user:usr-victim");
+    assert_eq!(line["before"]["role"], "staff");
+    assert_eq!(line["after"]["role"], "manager");
+    let narrowed = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/usr-victim",
+            &admin,
+            Some(json!({"allowed_locations": ["loc-002"]})),
+        )
+        .await;
+    assert_eq!(narrowed.body["role"], "manager");
+    assert_eq!(narrowed.body["allowed_locations"], json!(["loc-002"]));
+    let widened = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/usr-victim",
+            &admin,
+            Some(json!({"allowed_locations": null})),
+        )
+        .await;
+    assert_eq!(widened.body["allowed_locations"], Value::Null);
+    assert_eq!(
+        h.get("/api/v1/users/usr-victim", &admin).await.body["role"],
+        "manager"
+    );
+    // Bad bodies name their field; another account's location is not grantable.
+    for (body, field) in [
+        (json!({}), "body"),
+        (json!({"role": "owner"}), "role"),
+        (
+            json!({"allowed_locations": ["loc-901"]}),
+            "allowed_locations.0",
+        ),
+        (
+            json!({"allowed_locations": ["not an id"]}),
+            "allowed_locations.0",
+        ),
+    ] {
+        let answer = h
+            .call(
+                Method::PATCH,
+                "/api/v1/users/usr-victim",
+                &admin,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            answer.body
+        );
+        if field != "role" {
+            assert_eq!(answer.error_fields(), [field], "{body}");
+        }
+    }
+    let unknown = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/usr-victim",
+            &admin,
+            Some(json!({"email": "x@acme.test"})),
+        )
+        .await;
+    assert!(unknown.status.is_client_error(), "{}", unknown.body);
+    assert_eq!(
+        h.get("/api/v1/users/usr-victim", &admin).await.body["email"],
+        "victim@acme.test"
+    );
+    // Beers: a custom beer of the caller's location is editable, field by field.
+    let path = "/api/v1/beers/loc-001%23house-ipa";
+    let before = h.get(path, &manager).await.body;
+    let edited = h
+        .call(
+            Method::PATCH,
+            path,
+            &manager,
+            Some(json!({"name": "  Hazy House IPA ", "abv": 6.8})),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.body);
+    assert_eq!(edited.body["name"], "Hazy House IPA");
+    assert_eq!(edited.body["abv"], 6.8);
+    assert_eq!(edited.body["brewery"], before["brewery"]);
+    assert_eq!(edited.body["location_id"], "loc-001");
+    assert_eq!(h.get(path, &manager).await.body["name"], "Hazy House IPA");
+    let line = latest_audit(h, &admin).await;
+    assert_eq!(line["action"], "beer.update");
+    assert_eq!(line["entity"], "beer:loc-001#house-ipa");
+    assert_eq!(line["before"]["name"], before["name"]);
+    assert_eq!(line["after"]["name"], "Hazy House IPA");
+    assert!(
+        line["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:usr-manager")
+    );
+    // Unknown fields (the location among them) are refused, and so are bad values.
+    for body in [
+        json!({"location_id": "loc-002"}),
+        json!({"colour": "amber"}),
+    ] {
+        let answer = h
+            .call(Method::PATCH, path, &manager, Some(body.clone()))
+            .await;
+        assert!(answer.status.is_client_error(), "{body}: {}", answer.body);
+    }
+    for (body, field) in [
+        (json!({}), "body"),
+        (json!({"abv": 101.0}), "abv"),
+        (json!({"specific_gravity": 2.0}), "specific_gravity"),
+        (json!({"name": ""}), "name"),
+    ] {
+        let answer = h
+            .call(Method::PATCH, path, &manager, Some(body.clone()))
+            .await;
+        assert_eq!(answer.error_fields(), [field], "{body}");
+    }
+    assert_eq!(h.get(path, &manager).await.body["location_id"], "loc-001");
+    // A library beer is shared: 409. Another account's beer: 404. Staff: 403.
+    let library = h
+        .call(
+            Method::PATCH,
+            "/api/v1/beers/guinness-draught",
+            &manager,
+            Some(json!({"name": "Mine"})),
+        )
+        .await;
+    assert_eq!(library.status, StatusCode::CONFLICT, "{}", library.body);
+    let theirs = h
+        .call(
+            Method::PATCH,
+            "/api/v1/beers/loc-901%23their-ale",
+            &manager,
+            Some(json!({"name": "Mine"})),
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    let staff = h
+        .call(
+            Method::PATCH,
+            path,
+            &h.staff().await,
+            Some(json!({"name": "Staff Ale"})),
+        )
+        .await;
+    assert_eq!(staff.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.get(path, &manager).await.body["name"], "Hazy House IPA");
+    // The last admin cannot step down; once there is a second admin, they can.
+    let alone = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/usr-admin",
+            &admin,
+            Some(json!({"role": "manager"})),
+        )
+        .await;
+    assert_eq!(alone.status, StatusCode::CONFLICT, "{}", alone.body);
+    assert_eq!(
+        h.get("/api/v1/users/usr-admin", &admin).await.body["role"],
+        "admin"
+    );
+    let second = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/usr-victim",
+            &admin,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(second.body["role"], "admin");
+    let stepped_down = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/usr-admin",
+            &admin,
+            Some(json!({"role": "manager"})),
+        )
+        .await;
+    assert_eq!(stepped_down.status, StatusCode::OK, "{}", stepped_down.body);
+    assert_eq!(stepped_down.body["role"], "manager");
 }

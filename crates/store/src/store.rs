@@ -22,7 +22,7 @@ use crate::model::{
     Grace, History, HourlyPour, IngestOutcome, IngestReading, Keg, KegReportRow, KegState,
     Location, LocationFields, Millis, NewApiToken, NewAuditEntry, NewCalibration, NewChannel,
     NewCommand, NewDevice, NewKeg, NewNotification, NewSession, NewTare, NewUser, OutboxItem,
-    PurgeStats, Reading, Rollup, Session, Tap, TapState, TapView, TareOutcome, TareRecord,
+    PurgeStats, Reading, Role, Rollup, Session, Tap, TapState, TapView, TareOutcome, TareRecord,
     Telemetry, User,
 };
 
@@ -143,6 +143,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Adds a beer only `beer.location_id` (a location of `account`) sees.
     async fn create_custom_beer(&self, account: &AccountId, beer: &Beer) -> Result<Beer>;
     async fn beer(&self, account: &AccountId, id: &BeerId) -> Result<Beer>;
+    /// Rewrites name, brewery, style, ABV and specific gravity of one of the account's custom
+    /// beers; its location never changes (`beer.location_id` is ignored). Another account's
+    /// beer is `NotFound`; a library beer is shared by every account and is a `Conflict`.
+    async fn update_beer(&self, account: &AccountId, beer: &Beer) -> Result<Beer>;
     /// `?q=`: case-insensitive substring of name, brewery or style, over the global library and
     /// the custom beers of `location` (or of every location of the account when `None`).
     async fn search_beers(
@@ -333,6 +337,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user(&self, account: &AccountId, id: &UserId) -> Result<User>;
     async fn user_by_email(&self, account: &AccountId, email: &str) -> Result<Option<User>>;
     async fn users(&self, account: &AccountId) -> Result<Vec<User>>;
+    /// Replaces the user's password hash. Sessions are left alone: the caller revokes them.
+    async fn set_user_password(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        password_hash: &str,
+    ) -> Result<User>;
+    /// Changes the role and/or the allowed locations (`Some(None)`: every location); a `None`
+    /// argument keeps the current value. Each allowed location must belong to `account`.
+    async fn update_user(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        role: Option<Role>,
+        allowed_locations: Option<Option<Vec<LocationId>>>,
+    ) -> Result<User>;
     async fn create_session(&self, account: &AccountId, session: &NewSession) -> Result<Session>;
     /// Pre-auth: the live session for a token hash; `None` when unknown, expired or revoked.
     async fn session(&self, token_hash: &str, now: Millis) -> Result<Option<Session>>;

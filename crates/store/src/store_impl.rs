@@ -1510,6 +1510,48 @@ impl Store for StoreImpl {
         beer_from(&row)
     }
 
+    async fn update_beer(&self, account: &AccountId, beer: &Beer) -> Result<Beer> {
+        sql::finite("beer", &[beer.abv, beer.specific_gravity])?;
+        let mut tx = self.write_tx().await?;
+        let current = sqlx::query(concat!(
+            "SELECT ",
+            beer_cols!(),
+            " FROM beers b LEFT JOIN locations l ON l.id = b.location_id \
+             WHERE b.id = $1 AND (b.location_id IS NULL OR l.account_id = $2)"
+        ))
+        .bind(beer.id.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("beer", &beer.id))?;
+        if current.try_get::<Option<&str>, _>("location_id")?.is_none() {
+            return Err(StoreError::conflict(format!(
+                "beer {} is in the shared library and cannot be edited",
+                beer.id
+            )));
+        }
+        let row = sqlx::query(concat!(
+            "UPDATE beers SET name = $2, brewery = $3, style = $4, abv = $5, \
+             specific_gravity = $6, search_text = $7 WHERE id = $1 RETURNING ",
+            "id, location_id, name, brewery, style, abv, specific_gravity"
+        ))
+        .bind(beer.id.as_str())
+        .bind(&beer.name)
+        .bind(&beer.brewery)
+        .bind(&beer.style)
+        .bind(beer.abv)
+        .bind(beer.specific_gravity)
+        .bind(sql::beer_search_text(
+            &beer.name,
+            &beer.brewery,
+            &beer.style,
+        ))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        beer_from(&row)
+    }
+
     async fn search_beers(
         &self,
         account: &AccountId,
@@ -2575,6 +2617,68 @@ impl Store for StoreImpl {
         .iter()
         .map(user_from)
         .collect()
+    }
+
+    async fn set_user_password(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        password_hash: &str,
+    ) -> Result<User> {
+        let row = sqlx::query(
+            "UPDATE users SET password_hash = $3 WHERE id = $1 AND account_id = $2 \
+             RETURNING id, account_id, email, password_hash, role, allowed_locations, created_at",
+        )
+        .bind(user.as_str())
+        .bind(account.as_str())
+        .bind(password_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found("user", user))?;
+        user_from(&row)
+    }
+
+    async fn update_user(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        role: Option<Role>,
+        allowed_locations: Option<Option<Vec<LocationId>>>,
+    ) -> Result<User> {
+        let mut tx = self.write_tx().await?;
+        if let Some(Some(allowed)) = &allowed_locations {
+            for location in allowed {
+                Self::location_in_account(&mut tx, account, location).await?;
+            }
+        }
+        // `$4` says whether `$5` replaces the column, so "leave it" and "set it to NULL" (every
+        // location) stay distinct in one statement.
+        let allowed_text = allowed_locations.as_ref().and_then(|allowed| {
+            allowed.as_ref().map(|ids| {
+                serde_json::Value::Array(
+                    ids.iter()
+                        .map(|id| serde_json::Value::String(id.as_str().to_owned()))
+                        .collect(),
+                )
+                .to_string()
+            })
+        });
+        let row = sqlx::query(
+            "UPDATE users SET role = COALESCE($3, role), \
+             allowed_locations = CASE WHEN $4 THEN $5 ELSE allowed_locations END \
+             WHERE id = $1 AND account_id = $2 \
+             RETURNING id, account_id, email, password_hash, role, allowed_locations, created_at",
+        )
+        .bind(user.as_str())
+        .bind(account.as_str())
+        .bind(role.map(Role::as_str))
+        .bind(allowed_locations.is_some())
+        .bind(allowed_text)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("user", user))?;
+        tx.commit().await?;
+        user_from(&row)
     }
 
     async fn create_session(&self, account: &AccountId, session: &NewSession) -> Result<Session> {

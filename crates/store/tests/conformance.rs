@@ -222,6 +222,8 @@ conformance! {
     outbox => sqlite_outbox, pg_outbox;
     dead_letters => sqlite_dead_letters, pg_dead_letters;
     audit_log => sqlite_audit_log, pg_audit_log;
+    user_edits => sqlite_user_edits, pg_user_edits;
+    beer_edits => sqlite_beer_edits, pg_beer_edits;
 }
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -1928,6 +1930,140 @@ async fn users_sessions_tokens(h: &Harness) {
         Some(T0 + 2 * MIN)
     );
     assert!(s.api_tokens(&other.account).await.unwrap().is_empty());
+}
+
+async fn user_edits(h: &Harness) {
+    let s = &*h.store;
+    let b = bar(s, "ue").await;
+    let other = bar(s, "uf").await;
+    let a = &b.account;
+    let id = UserId::try_from("ue-1").unwrap();
+    s.create_user(a, &user("ue-1", "m@bar.example", Role::Staff))
+        .await
+        .unwrap();
+
+    let changed = s
+        .set_user_password(a, &id, "$argon2id$v=19$new")
+        .await
+        .unwrap();
+    assert_eq!(changed.password_hash, "$argon2id$v=19$new");
+    assert_eq!(changed.role, Role::Staff);
+    assert_eq!(
+        s.user(a, &id).await.unwrap().password_hash,
+        "$argon2id$v=19$new"
+    );
+
+    // Role only: the allowed locations stay as they were.
+    let promoted = s
+        .update_user(a, &id, Some(Role::Manager), None)
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, Role::Manager);
+    assert_eq!(promoted.allowed_locations, None);
+    // Locations only: the role stays.
+    let narrowed = s
+        .update_user(a, &id, None, Some(Some(vec![b.location.clone()])))
+        .await
+        .unwrap();
+    assert_eq!(narrowed.role, Role::Manager);
+    assert_eq!(narrowed.allowed_locations, Some(vec![b.location.clone()]));
+    assert_eq!(s.user(a, &id).await.unwrap(), narrowed);
+    // `Some(None)` widens back to every location.
+    let widened = s.update_user(a, &id, None, Some(None)).await.unwrap();
+    assert_eq!(widened.allowed_locations, None);
+    assert_eq!(widened.role, Role::Manager);
+    // Nothing to change: the user comes back unchanged.
+    assert_eq!(s.update_user(a, &id, None, None).await.unwrap(), widened);
+    assert_eq!(widened.password_hash, "$argon2id$v=19$new");
+
+    // Another account's location cannot be granted, and nothing is written.
+    assert!(is_not_found(
+        s.update_user(
+            a,
+            &id,
+            Some(Role::Admin),
+            Some(Some(vec![other.location.clone()]))
+        )
+        .await
+    ));
+    assert_eq!(s.user(a, &id).await.unwrap(), widened);
+
+    // Tenancy: another account's user and an unknown user are NotFound, and untouched.
+    let theirs = UserId::try_from("uf-1").unwrap();
+    s.create_user(&other.account, &user("uf-1", "o@bar.example", Role::Staff))
+        .await
+        .unwrap();
+    assert!(is_not_found(
+        s.set_user_password(a, &theirs, "$argon2id$stolen").await
+    ));
+    assert!(is_not_found(
+        s.update_user(a, &theirs, Some(Role::Admin), None).await
+    ));
+    let untouched = s.user(&other.account, &theirs).await.unwrap();
+    assert_eq!(untouched.role, Role::Staff);
+    assert_ne!(untouched.password_hash, "$argon2id$stolen");
+    let nobody = UserId::try_from("nobody").unwrap();
+    assert!(is_not_found(s.set_user_password(a, &nobody, "x").await));
+    assert!(is_not_found(
+        s.update_user(a, &nobody, Some(Role::Staff), None).await
+    ));
+}
+
+async fn beer_edits(h: &Harness) {
+    let s = &*h.store;
+    let b = bar(s, "be").await;
+    let other = bar(s, "bf").await;
+    let a = &b.account;
+    s.create_library_beer(&beer("lib-1", None, "Pils", "Big", "Lager"))
+        .await
+        .unwrap();
+
+    let mut edited = s.beer(a, &b.beer).await.unwrap();
+    edited.name = "Smoked Porter".into();
+    edited.brewery = "Back Room".into();
+    edited.style = "Porter".into();
+    edited.abv = 6.5;
+    edited.specific_gravity = 1.012;
+    // The location cannot move: whatever the caller sends, the stored one stays.
+    edited.location_id = Some(other.location.clone());
+    let saved = s.update_beer(a, &edited).await.unwrap();
+    assert_eq!(saved.location_id, Some(b.location.clone()));
+    assert_eq!(saved.name, "Smoked Porter");
+    assert_eq!(saved.abv, 6.5);
+    assert_eq!(saved.specific_gravity, 1.012);
+    assert_eq!(s.beer(a, &b.beer).await.unwrap(), saved);
+    // The search text follows the new fields.
+    let found = s
+        .search_beers(a, Some(&b.location), "smoked", 10)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![saved.clone()]);
+
+    // A library beer is shared by every account: Conflict, and it is unchanged.
+    let mut lib = s.beer(a, &beer_id("lib-1")).await.unwrap();
+    lib.name = "Mine now".into();
+    assert!(is_conflict(s.update_beer(a, &lib).await));
+    assert_eq!(s.beer(a, &beer_id("lib-1")).await.unwrap().name, "Pils");
+
+    // Tenancy: another account's custom beer is NotFound and unchanged; so is an unknown id.
+    let mut theirs = s.beer(&other.account, &other.beer).await.unwrap();
+    let before = theirs.clone();
+    theirs.name = "Hijacked".into();
+    assert!(is_not_found(s.update_beer(a, &theirs).await));
+    assert_eq!(s.beer(&other.account, &other.beer).await.unwrap(), before);
+    assert!(is_not_found(
+        s.update_beer(a, &beer("nope", Some(b.location.as_str()), "N", "N", "N"))
+            .await
+    ));
+
+    // Non-finite numbers are refused before anything is written.
+    let mut bad = saved.clone();
+    bad.abv = f64::NAN;
+    assert!(matches!(
+        s.update_beer(a, &bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(s.beer(a, &b.beer).await.unwrap(), saved);
 }
 
 async fn outbox(h: &Harness) {

@@ -1,5 +1,5 @@
 //! Beers: search (`?q=`) over the global library plus the caller's locations' custom beers, one
-//! beer with its keg weights, and creating a location's custom beer.
+//! beer with its keg weights, and creating or editing a location's custom beer.
 //!
 //! The global library is the operator's (it spans accounts); tenants add custom beers to their
 //! own locations only.
@@ -248,6 +248,113 @@ pub async fn create(
         )),
         Json(view),
     ))
+}
+
+/// Changes a custom beer. Absent fields are left alone; the location never changes.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BeerPatch {
+    #[schema(example = "Hazy House IPA", min_length = 1, max_length = 120)]
+    pub name: Option<String>,
+    /// Empty: unknown.
+    #[schema(max_length = 120)]
+    pub brewery: Option<String>,
+    /// Empty: unknown.
+    #[schema(max_length = 60)]
+    pub style: Option<String>,
+    /// Percent, 0–100.
+    #[schema(minimum = 0.0, maximum = 100.0)]
+    pub abv: Option<f64>,
+    /// 0.9–1.2.
+    #[schema(minimum = 0.9, maximum = 1.2)]
+    pub specific_gravity: Option<f64>,
+}
+
+impl Validate for BeerPatch {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Checks::new();
+        c.check(
+            self.name.is_some()
+                || self.brewery.is_some()
+                || self.style.is_some()
+                || self.abv.is_some()
+                || self.specific_gravity.is_some(),
+            "body",
+            "give at least one of name, brewery, style, abv, specific_gravity",
+        );
+        if let Some(name) = &self.name {
+            c.text(name, 120, "name");
+        }
+        if let Some(brewery) = &self.brewery {
+            c.optional_text(brewery, 120, "brewery");
+        }
+        if let Some(style) = &self.style {
+            c.optional_text(style, 60, "style");
+        }
+        if let Some(abv) = self.abv {
+            c.range(abv, 0.0, 100.0, "abv");
+        }
+        if let Some(sg) = self.specific_gravity {
+            c.check(
+                SpecificGravity::try_from(sg).is_ok(),
+                "specific_gravity",
+                format!(
+                    "must be from {} to {}",
+                    SpecificGravity::MIN,
+                    SpecificGravity::MAX
+                ),
+            );
+        }
+        c.finish()
+    }
+}
+
+/// Edits one of the caller's locations' custom beers (managers). Library beers are shared by
+/// every account and answer `409`.
+#[utoipa::path(patch, path = "/api/v1/beers/{id}", tag = "beers",
+    params(("id" = String, Path, description = "Beer id, e.g. `loc-001#house-ipa` (`#` as `%23`)")),
+    request_body = BeerPatch,
+    responses((status = 200, body = BeerView),
+        (status = 409, description = "A library beer cannot be edited", body = crate::error::Problem, content_type = "application/problem+json")),
+)]
+pub async fn update(
+    State(state): State<ApiState>,
+    Authorized(caller, ..): Authorized<perm::ManageBeers>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(patch): ApiJson<BeerPatch>,
+) -> Result<Json<BeerView>, ApiError> {
+    let beer = visible_beer(&state, &caller, &id).await?;
+    let edited = Beer {
+        id: beer.id.clone(),
+        location_id: beer.location_id.clone(),
+        name: patch
+            .name
+            .as_deref()
+            .map_or_else(|| beer.name.clone(), |n| n.trim().to_owned()),
+        brewery: patch
+            .brewery
+            .as_deref()
+            .map_or_else(|| beer.brewery.clone(), |b| b.trim().to_owned()),
+        style: patch
+            .style
+            .as_deref()
+            .map_or_else(|| beer.style.clone(), |s| s.trim().to_owned()),
+        abv: patch.abv.unwrap_or(beer.abv),
+        specific_gravity: patch.specific_gravity.unwrap_or(beer.specific_gravity),
+    };
+    let updated = state.store.update_beer(&caller.account, &edited).await?;
+    let before = BeerView::from(&beer);
+    let after = BeerView::from(&updated);
+    audit(
+        &state,
+        &caller,
+        "beer.update",
+        &format!("beer:{}", beer.id),
+        Some(&before),
+        Some(&after),
+    )
+    .await;
+    Ok(Json(after))
 }
 
 #[cfg(test)]

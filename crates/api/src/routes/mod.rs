@@ -62,7 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/taps/{id}/report", get(taps::report))
         .route("/commands/{id}", get(commands::get_one))
         .route("/beers", get(beers::search).post(beers::create))
-        .route("/beers/{id}", get(beers::get_one))
+        .route("/beers/{id}", get(beers::get_one).patch(beers::update))
         .route("/kegs", post(kegs::create))
         .route("/kegs/{id}", get(kegs::get_one).patch(kegs::update))
         .route("/kegs/{id}/readings", get(kegs::readings))
@@ -77,7 +77,7 @@ pub fn router(state: ApiState) -> Router {
             get(devices::calibration).post(devices::calibrate),
         )
         .route("/users", get(users::list).post(users::create))
-        .route("/users/{id}", get(users::get_one))
+        .route("/users/{id}", get(users::get_one).patch(users::update))
         .route("/users/{id}/sessions", delete(users::revoke_sessions))
         .route("/tokens", get(users::list_tokens).post(users::create_token))
         .route("/tokens/{id}", delete(users::revoke_token))

@@ -8,12 +8,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use scalesense_proto::LocationId;
-use scalesense_store::{NewApiToken, NewUser, RecordId, UserId};
+use scalesense_store::{NewApiToken, NewUser, RecordId, Role, StoreError, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::password::check_new_password;
-use crate::auth::{Authorized, domain_role, perm, secrets};
+use crate::auth::{Authorized, Caller, domain_role, perm, secrets};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Checks, Validate, path_id};
 use crate::pagination::{PageParams, page};
@@ -58,20 +58,48 @@ impl Validate for NewUserRequest {
             c.check(false, "password", message);
         }
         if let Some(locations) = &self.allowed_locations {
-            c.check(
-                locations.len() <= 1_000,
-                "allowed_locations",
-                "at most 1000",
-            );
-            for (i, l) in locations.iter().enumerate() {
-                c.check(
-                    LocationId::try_from(l.as_str()).is_ok(),
-                    &format!("allowed_locations.{i}"),
-                    "is not a location id",
-                );
-            }
+            check_locations(&mut c, locations);
         }
         c.finish()
+    }
+}
+
+/// Checks that every id names a location of the caller's account; a bad one is a `422` on its
+/// own field (not a `404`: the user is what the path names).
+async fn account_locations(
+    state: &ApiState,
+    caller: &Caller,
+    raw: &[String],
+) -> Result<Vec<LocationId>, ApiError> {
+    let mut ids = Vec::with_capacity(raw.len());
+    for (i, l) in raw.iter().enumerate() {
+        let field = format!("allowed_locations.{i}");
+        let id = LocationId::try_from(l.as_str())
+            .map_err(|e| ApiError::field(field.clone(), e.to_string()))?;
+        match state.store.location(&caller.account, &id).await {
+            Ok(_) => ids.push(id),
+            Err(StoreError::NotFound { .. }) => {
+                return Err(ApiError::field(field, "no such location"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ids)
+}
+
+/// Checks the shape of an allowed-locations list (at most 1000 well-formed ids).
+fn check_locations(c: &mut Checks, locations: &[String]) {
+    c.check(
+        locations.len() <= 1_000,
+        "allowed_locations",
+        "at most 1000",
+    );
+    for (i, l) in locations.iter().enumerate() {
+        c.check(
+            LocationId::try_from(l.as_str()).is_ok(),
+            &format!("allowed_locations.{i}"),
+            "is not a location id",
+        );
     }
 }
 
@@ -113,22 +141,7 @@ pub async fn create(
     ApiError,
 > {
     let allowed = match &body.allowed_locations {
-        Some(raw) => {
-            let mut ids = Vec::with_capacity(raw.len());
-            for (i, l) in raw.iter().enumerate() {
-                let field = format!("allowed_locations.{i}");
-                let id = LocationId::try_from(l.as_str())
-                    .map_err(|e| ApiError::field(field.clone(), e.to_string()))?;
-                match state.store.location(&caller.account, &id).await {
-                    Ok(_) => ids.push(id),
-                    Err(scalesense_store::StoreError::NotFound { .. }) => {
-                        return Err(ApiError::field(field, "no such location"));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Some(ids)
-        }
+        Some(raw) => Some(account_locations(&state, &caller, raw).await?),
         None => None,
     };
     let passwords = state.passwords.clone();
@@ -184,6 +197,92 @@ pub async fn get_one(
     Ok(Json(UserView::from(
         &state.store.user(&caller.account, &id).await?,
     )))
+}
+
+/// Changes a user's role and/or allowed locations. Absent fields are left alone.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// At most the caller's own role.
+    pub role: Option<RoleName>,
+    /// Locations the user may see; `null`: all of the account's.
+    #[serde(default, deserialize_with = "crate::routes::taps::double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_locations: Option<Option<Vec<String>>>,
+}
+
+impl Validate for UserPatch {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Checks::new();
+        c.check(
+            self.role.is_some() || self.allowed_locations.is_some(),
+            "body",
+            "give role and/or allowed_locations",
+        );
+        if let Some(Some(locations)) = &self.allowed_locations {
+            check_locations(&mut c, locations);
+        }
+        c.finish()
+    }
+}
+
+/// Changes a user's role and/or allowed locations (admins). A role above the caller's own is
+/// refused, and so is demoting the account's last admin (the account would be unmanageable).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UserPatch,
+    responses((status = 200, body = UserView),
+        (status = 409, description = "The user is the account's last admin", body = crate::error::Problem, content_type = "application/problem+json")),
+)]
+pub async fn update(
+    State(state): State<ApiState>,
+    Authorized(caller, ..): Authorized<perm::ManageUsers>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> Result<Json<UserView>, ApiError> {
+    let id: UserId = path_id(&id, "user")?;
+    let user = state.store.user(&caller.account, &id).await?;
+    let role = patch.role.map(Role::from);
+    if let Some(role) = role {
+        if caller.role < domain_role(role) {
+            return Err(ApiError::field("role", "cannot exceed your own role"));
+        }
+        if user.role == Role::Admin && role != Role::Admin {
+            let admins = state
+                .store
+                .users(&caller.account)
+                .await?
+                .iter()
+                .filter(|u| u.role == Role::Admin)
+                .count();
+            if admins <= 1 {
+                return Err(ApiError::Conflict(format!(
+                    "user {id} is the account's last admin"
+                )));
+            }
+        }
+    }
+    let allowed = match &patch.allowed_locations {
+        Some(Some(raw)) => Some(Some(account_locations(&state, &caller, raw).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let updated = state
+        .store
+        .update_user(&caller.account, &user.id, role, allowed)
+        .await?;
+    let before = UserView::from(&user);
+    let after = UserView::from(&updated);
+    audit(
+        &state,
+        &caller,
+        "user.update",
+        &format!("user:{}", user.id),
+        Some(&before),
+        Some(&after),
+    )
+    .await;
+    Ok(Json(after))
 }
 
 /// How many sessions were ended.
