@@ -34,8 +34,8 @@ use scalesense_alerts::{AlertFeed, BatchSummary};
 use scalesense_domain::units::Kilograms;
 use scalesense_proto::topic::Direction;
 use scalesense_proto::{
-    CommandId, ContractError, DeviceId, DeviceState, Forwarding, GatewayId, GatewayStatus,
-    LocationId, Topic,
+    CommandId, CommandName, ContractError, DeviceId, DeviceState, Forwarding, GatewayId,
+    GatewayStatus, LocationId, Topic,
 };
 use scalesense_store::{
     DeviceStatus, DeviceStatusUpdate, IngestReading, ReadingOutcome, Store, StoreError,
@@ -135,11 +135,16 @@ impl PipelineSender {
     }
 }
 
-/// Where `gw/ack` confirmations go (the server's MQTT client). Must not block: a confirmation
-/// that cannot be queued is counted and dropped (the gateway resends and is confirmed later).
+/// Where the pipeline's own publishes go (the server's MQTT client): `gw/ack` confirmations,
+/// and clearing a command's retained message once the scale has answered it. Must not block: a
+/// publish that cannot be queued is counted and dropped (the gateway resends and is confirmed
+/// later; a retained command left behind is answered as a duplicate by the scale).
 pub trait AckPublisher: Send + Sync + Debug {
     /// Queues `payload` for QoS-1 publishing on `topic`; false when it could not be queued.
     fn publish(&self, topic: &str, payload: Vec<u8>) -> bool;
+    /// Queues an empty retained QoS-1 publish on `topic`, which deletes the retained message;
+    /// false when it could not be queued.
+    fn clear_retained(&self, topic: &str) -> bool;
 }
 
 /// Tuning of the pipeline.
@@ -742,6 +747,7 @@ impl Pipeline {
         {
             Ok(command) => {
                 metrics::counter!(telemetry::RESPONSES).increment(1);
+                self.clear_command(device, &command.name);
                 if let Some(location) = self.device_locations.get(device) {
                     events.push(Event::CommandCompleted {
                         location_id: location.clone(),
@@ -766,6 +772,28 @@ impl Pipeline {
 
     /// A gateway's health, exposed as metrics. The store has no table for it, so nothing is
     /// written.
+    /// The answer is committed: the retained command has done its work, so it is cleared (an
+    /// offline scale would otherwise receive it again on every reconnect).
+    fn clear_command(&self, device: &DeviceId, name: &str) {
+        let Ok(command) = name.parse::<CommandName>() else {
+            tracing::warn!(device_id = %device, command = name, "answered command has an unknown name; its retained message is left");
+            return;
+        };
+        let topic = Topic::Command {
+            device: device.clone(),
+            command,
+        }
+        .write_to();
+        let queued = self
+            .acks
+            .as_ref()
+            .is_some_and(|acks| acks.clear_retained(topic.as_str()));
+        if !queued {
+            metrics::counter!(telemetry::RETAINED_CLEAR_DROPPED).increment(1);
+            tracing::warn!(device_id = %device, topic = topic.as_str(), "could not queue the clearing of an answered command");
+        }
+    }
+
     fn gateway_status(gateway: &GatewayId, status: &GatewayStatus) -> Disposition {
         metrics::counter!(telemetry::GATEWAY_STATUSES).increment(1);
         metrics::gauge!(telemetry::GATEWAY_QUEUE_DEPTH, "gateway" => gateway.as_str().to_owned())

@@ -207,6 +207,12 @@ impl AckPublisher for LinkPublisher {
             .try_publish(topic, QoS::AtLeastOnce, false, payload)
             .is_ok()
     }
+
+    fn clear_retained(&self, topic: &str) -> bool {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, true, Vec::new())
+            .is_ok()
+    }
 }
 
 /// A message received on a connection, waiting for its disposition.

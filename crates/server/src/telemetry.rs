@@ -29,6 +29,8 @@ pub const DEAD_LETTERS: &str = "scalesense_dead_letters_total";
 pub const STATUSES: &str = "scalesense_device_statuses_total";
 /// Command responses recorded.
 pub const RESPONSES: &str = "scalesense_command_responses_total";
+/// Answered commands whose retained message could not be queued for clearing.
+pub const RETAINED_CLEAR_DROPPED: &str = "scalesense_retained_clear_dropped_total";
 /// Gateway statuses received.
 pub const GATEWAY_STATUSES: &str = "scalesense_gateway_statuses_total";
 /// Queue depth each gateway last reported (gauge, label `gateway`: gateways are few and known).

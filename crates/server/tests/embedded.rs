@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{ScalePublisher, Server, TestStore, reading, wait_for};
+use common::{ScalePublisher, Server, TestStore, account, reading, unique, wait_for};
 use http_body_util::BodyExt;
 use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, QoS};
 use scalesense_proto::{DeviceId, LocationId};
@@ -362,11 +362,7 @@ async fn last_wills_and_statuses_reach_the_device_record() {
             break;
         }
     }
-    let row = store
-        .store
-        .device(&common::account(), &device)
-        .await
-        .unwrap();
+    let row = store.store.device(&account(), &device).await.unwrap();
     assert_eq!(row.status, DeviceStatus::Online);
     assert_eq!(row.fw_version.as_deref(), Some("1.4.2"));
 
@@ -398,7 +394,7 @@ async fn last_wills_and_statuses_reach_the_device_record() {
         || async {
             store
                 .store
-                .device(&common::account(), &device)
+                .device(&account(), &device)
                 .await
                 .unwrap()
                 .status
@@ -525,4 +521,99 @@ async fn health_and_metrics_endpoints_answer() {
     }
     scale.disconnect().await;
     server.stop().await;
+}
+
+/// Once a scale's answer is committed the server clears the retained command, so a scale that
+/// reconnects later is not handed a command it has already run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_command_is_no_longer_retained() {
+    let store = TestStore::sqlite(1, Duration::from_secs(5)).await;
+    let server = Server::embedded(Arc::clone(&store.store)).await;
+    server.connected().await;
+    let now = 1_800_000_000_000;
+    let id = scalesense_proto::CommandId::try_from("cmd-retained-1").unwrap();
+    let device = DeviceId::try_from("SCALE-0001").unwrap();
+    store
+        .store
+        .create_command(
+            &account(),
+            &scalesense_store::NewCommand {
+                id: id.clone(),
+                device_id: device,
+                name: "identify".into(),
+                params: serde_json::json!({"duration_s": 5}),
+                issued_by: "test".into(),
+                issued_at: now,
+                expires_at: now + 600_000,
+            },
+        )
+        .await
+        .unwrap();
+    let topic = "keg/command/SCALE-0001/identify";
+    let command = format!(
+        r#"{{"v":1,"id":"{id}","params":{{"duration_s":5}},"issued_at":{now},"expires_at":{}}}"#,
+        now + 600_000
+    );
+
+    // The server's side: the command is retained on the broker (as the API publishes it).
+    let mut options = MqttOptions::new("retained-test", "127.0.0.1", server.mqtt_addr.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    client
+        .publish(topic, QoS::AtLeastOnce, true, command.into_bytes())
+        .await
+        .unwrap();
+    client
+        .publish(
+            "keg/response/SCALE-0001",
+            QoS::AtLeastOnce,
+            false,
+            format!(r#"{{"v":1,"id":"{id}","ok":true}}"#).into_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut pubacks = 0;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while pubacks < 2 {
+            if let Event::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.unwrap() {
+                pubacks += 1;
+            }
+        }
+    })
+    .await
+    .expect("both publishes acknowledged");
+    let answered = store.store.command(&account(), &id).await.unwrap();
+    assert_eq!(answered.state, scalesense_store::CommandState::Succeeded);
+
+    // A scale (re)subscribing now must not be handed the command again.
+    wait_for(
+        "the retained command to be cleared",
+        Duration::from_secs(20),
+        || async { !retained_on(server.mqtt_addr, "keg/command/SCALE-0001/+").await },
+    )
+    .await;
+    server.stop().await;
+}
+
+/// Whether a fresh subscriber to `filter` receives a non-empty retained message within a second.
+async fn retained_on(addr: std::net::SocketAddr, filter: &str) -> bool {
+    let mut options = MqttOptions::new(unique("probe-"), addr.ip().to_string(), addr.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (probe, mut eventloop) = AsyncClient::new(options, 16);
+    probe.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    let found = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::Publish(p))) if p.retain && !p.payload.is_empty() => {
+                    return true;
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let _ = probe.try_disconnect();
+    found
 }
