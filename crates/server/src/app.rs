@@ -206,6 +206,8 @@ struct Core {
     pipeline_stop: CancellationToken,
     alerts: JoinHandle<()>,
     alerts_stop: CancellationToken,
+    /// Marks unanswered commands expired and clears their retained messages.
+    expiry: JoinHandle<()>,
     http: JoinHandle<io::Result<()>>,
     http_stop: CancellationToken,
 }
@@ -301,6 +303,12 @@ impl Core {
             alerts_stop.clone(),
         )?;
         let pipeline_stop = CancellationToken::new();
+        let expiry = tokio::spawn(crate::commands::sweep_expired(
+            Arc::clone(&store),
+            Arc::clone(&acks),
+            Arc::clone(&clock),
+            alerts_stop.clone(),
+        ));
         let pipeline = Pipeline::new(
             Arc::clone(&store),
             events.clone(),
@@ -350,6 +358,7 @@ impl Core {
             pipeline_stop,
             alerts,
             alerts_stop,
+            expiry,
             http,
             http_stop,
         })
@@ -365,6 +374,9 @@ impl Core {
         self.alerts
             .await
             .map_err(|e| AppError::Task(format!("alert engine: {e}")))?;
+        self.expiry
+            .await
+            .map_err(|e| AppError::Task(format!("command expiry: {e}")))?;
         self.http_stop.cancel();
         self.http
             .await

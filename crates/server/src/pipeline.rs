@@ -34,8 +34,8 @@ use scalesense_alerts::{AlertFeed, BatchSummary};
 use scalesense_domain::units::Kilograms;
 use scalesense_proto::topic::Direction;
 use scalesense_proto::{
-    CommandId, CommandName, ContractError, DeviceId, DeviceState, Forwarding, GatewayId,
-    GatewayStatus, LocationId, Topic,
+    CommandId, ContractError, DeviceId, DeviceState, Forwarding, GatewayId, GatewayStatus,
+    LocationId, Topic,
 };
 use scalesense_store::{
     DeviceStatus, DeviceStatusUpdate, IngestReading, ReadingOutcome, Store, StoreError,
@@ -770,30 +770,15 @@ impl Pipeline {
         }
     }
 
-    /// A gateway's health, exposed as metrics. The store has no table for it, so nothing is
-    /// written.
-    /// The answer is committed: the retained command has done its work, so it is cleared (an
-    /// offline scale would otherwise receive it again on every reconnect).
+    /// The answer is committed: the retained command has done its work, so it is cleared.
     fn clear_command(&self, device: &DeviceId, name: &str) {
-        let Ok(command) = name.parse::<CommandName>() else {
-            tracing::warn!(device_id = %device, command = name, "answered command has an unknown name; its retained message is left");
-            return;
-        };
-        let topic = Topic::Command {
-            device: device.clone(),
-            command,
-        }
-        .write_to();
-        let queued = self
-            .acks
-            .as_ref()
-            .is_some_and(|acks| acks.clear_retained(topic.as_str()));
-        if !queued {
-            metrics::counter!(telemetry::RETAINED_CLEAR_DROPPED).increment(1);
-            tracing::warn!(device_id = %device, topic = topic.as_str(), "could not queue the clearing of an answered command");
+        if let Some(acks) = &self.acks {
+            crate::commands::clear_retained_command(acks.as_ref(), device, name);
         }
     }
 
+    /// A gateway's health, exposed as metrics. The store has no table for it, so nothing is
+    /// written.
     fn gateway_status(gateway: &GatewayId, status: &GatewayStatus) -> Disposition {
         metrics::counter!(telemetry::GATEWAY_STATUSES).increment(1);
         metrics::gauge!(telemetry::GATEWAY_QUEUE_DEPTH, "gateway" => gateway.as_str().to_owned())
