@@ -17,7 +17,9 @@ use crate::auth::{Authorized, perm, secrets};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Checks, Validate};
 use crate::pagination::{PageParams, page};
-use crate::routes::{audit, created_at, encode_segment, visible_beer, visible_location};
+use crate::routes::{
+    WithLocation, audit, created_at, encode_segment, visible_beer, visible_location,
+};
 use crate::state::ApiState;
 use crate::views::{BeerPage, BeerView, KegWeightView};
 
@@ -194,14 +196,7 @@ pub async fn create(
     State(state): State<ApiState>,
     Authorized(caller, ..): Authorized<perm::ManageBeers>,
     ApiJson(body): ApiJson<NewBeerRequest>,
-) -> Result<
-    (
-        StatusCode,
-        [(axum::http::HeaderName, String); 1],
-        Json<BeerView>,
-    ),
-    ApiError,
-> {
+) -> Result<WithLocation<BeerView>, ApiError> {
     let location = visible_location(&state, &caller, &body.location_id).await?;
     let id = BeerId::try_from(
         format!(

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::auth::{Authorized, Caller, command_action, perm, secrets};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, Validate, path_id};
-use crate::routes::{audit, created_at, visible_tap};
+use crate::routes::{WithLocation, audit, created_at, visible_tap};
 use crate::state::ApiState;
 use crate::views::CommandView;
 
@@ -106,14 +106,7 @@ pub async fn issue(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CommandRequest>,
-) -> Result<
-    (
-        StatusCode,
-        [(axum::http::HeaderName, String); 1],
-        Json<CommandView>,
-    ),
-    ApiError,
-> {
+) -> Result<WithLocation<CommandView>, ApiError> {
     let name: CommandName = body.command.into();
     caller.authorize(command_action(name))?;
     let tap = visible_tap(&state, &caller, &id).await?;

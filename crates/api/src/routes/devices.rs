@@ -16,7 +16,9 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Checks, Validate};
 use crate::pagination::{PageParams, page};
 use crate::routes::taps::double_option;
-use crate::routes::{audit, created_at, visible_device, visible_location, visible_tap};
+use crate::routes::{
+    WithLocation, audit, created_at, visible_device, visible_location, visible_tap,
+};
 use crate::state::ApiState;
 use crate::views::{CalibrationView, CalibrationsView, DevicePage, DeviceView, TelemetryView};
 
@@ -68,14 +70,7 @@ pub async fn register(
     State(state): State<ApiState>,
     Authorized(caller, ..): Authorized<perm::RegisterDevice>,
     ApiJson(body): ApiJson<NewDeviceRequest>,
-) -> Result<
-    (
-        StatusCode,
-        [(axum::http::HeaderName, String); 1],
-        Json<DeviceView>,
-    ),
-    ApiError,
-> {
+) -> Result<WithLocation<DeviceView>, ApiError> {
     let id =
         DeviceId::try_from(body.id.as_str()).map_err(|e| ApiError::field("id", e.to_string()))?;
     let location = match &body.location_id {

@@ -22,7 +22,7 @@ use crate::auth::{Authorized, perm, secrets};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Checks, Validate};
 use crate::pagination::{PageParams, encode, int_key, page_desc};
-use crate::routes::{audit, created_at, visible_keg, visible_location, visible_tap};
+use crate::routes::{WithLocation, audit, created_at, visible_keg, visible_location, visible_tap};
 use crate::state::ApiState;
 use crate::views::{KegPage, KegStateName, KegView, ReadingPage, ReadingView};
 
@@ -94,14 +94,7 @@ pub async fn create(
     State(state): State<ApiState>,
     Authorized(caller, ..): Authorized<perm::ManageKegs>,
     ApiJson(body): ApiJson<NewKegRequest>,
-) -> Result<
-    (
-        StatusCode,
-        [(axum::http::HeaderName, String); 1],
-        Json<KegView>,
-    ),
-    ApiError,
-> {
+) -> Result<WithLocation<KegView>, ApiError> {
     let location = visible_location(&state, &caller, &body.location_id).await?;
     let beer_id = BeerId::try_from(body.beer_id.as_str())
         .map_err(|e| ApiError::field("beer_id", e.to_string()))?;

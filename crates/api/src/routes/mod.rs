@@ -173,7 +173,14 @@ pub async fn visible_beer(state: &ApiState, caller: &Caller, raw: &str) -> Resul
     Ok(beer)
 }
 
-/// `201 Created` / `202 Accepted` with a `Location` header.
+/// A response that names the resource it made (`201 Created` or `202 Accepted` with `Location`).
+pub type WithLocation<T> = (
+    axum::http::StatusCode,
+    [(axum::http::HeaderName, String); 1],
+    axum::Json<T>,
+);
+
+/// The `Location` header of a [`WithLocation`] response.
 pub fn created_at(path: &str) -> [(axum::http::HeaderName, String); 1] {
     [(axum::http::header::LOCATION, path.to_owned())]
 }

@@ -17,7 +17,7 @@ use crate::auth::{Authorized, Caller, domain_role, perm, secrets};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Checks, Validate, path_id};
 use crate::pagination::{PageParams, page};
-use crate::routes::{audit, created_at};
+use crate::routes::{WithLocation, audit, created_at};
 use crate::state::ApiState;
 use crate::views::{NewTokenView, RoleName, TokenPage, TokenView, UserPage, UserView};
 
@@ -132,14 +132,7 @@ pub async fn create(
     State(state): State<ApiState>,
     Authorized(caller, ..): Authorized<perm::ManageUsers>,
     ApiJson(body): ApiJson<NewUserRequest>,
-) -> Result<
-    (
-        StatusCode,
-        [(axum::http::HeaderName, String); 1],
-        Json<UserView>,
-    ),
-    ApiError,
-> {
+) -> Result<WithLocation<UserView>, ApiError> {
     let allowed = match &body.allowed_locations {
         Some(raw) => Some(account_locations(&state, &caller, raw).await?),
         None => None,
