@@ -843,8 +843,15 @@ impl Forwarder {
         }
         self.window.confirmed(&ranges);
         let s = self.shared.clone();
-        let newly = blocking("forwarder", move || s.queue().ack(&ranges)).await?;
-        Counters::add(&self.shared.counters.confirmed, newly);
+        // The counter moves under the queue's lock, so a health snapshot never sees the
+        // messages gone from the queue but not yet counted as confirmed.
+        blocking("forwarder", move || {
+            let mut queue = s.queue();
+            let newly = queue.ack(&ranges)?;
+            Counters::add(&s.counters.confirmed, newly);
+            Ok(())
+        })
+        .await?;
         self.acks_unsynced = true;
         Ok(())
     }
