@@ -144,7 +144,7 @@ export async function loadBoard() {
     });
     await Promise.all([
       loadBeers(taps.items.map((t) => t.beer_id)),
-      can('view_reports') ? Promise.all(taps.items.map((t) => loadReport(t.id))) : null,
+      Promise.all(taps.items.map((t) => loadReport(t.id))),
     ]);
   } catch (e) {
     if (request !== boardRequest) return;
@@ -183,7 +183,7 @@ export async function reloadTap(tapId) {
     if (!s.tapOrder.includes(tap.id)) s.tapOrder.push(tap.id);
   });
   await loadBeers([tap.beer_id]);
-  if (can('view_reports')) await loadReport(tap.id);
+  await loadReport(tap.id);
   return state.taps[tap.id];
 }
 
@@ -213,7 +213,7 @@ function applyReading(e) {
     }
     s.readingsSeen[e.tap_id] = (s.readingsSeen[e.tap_id] || 0) + 1;
   });
-  if (can('view_reports') && Date.now() - (reportFetchedAt[e.tap_id] || 0) > REPORT_REFRESH_MS) {
+  if (Date.now() - (reportFetchedAt[e.tap_id] || 0) > REPORT_REFRESH_MS) {
     loadReport(e.tap_id);
   }
 }

@@ -15,6 +15,7 @@ import { Beers } from './views/beers.js';
 import { Devices } from './views/devices.js';
 import { Settings } from './views/settings.js';
 import { Users } from './views/users.js';
+import { Reports } from './views/reports.js';
 import { Tv } from './views/tv.js';
 
 const SCREENS = [
@@ -22,6 +23,7 @@ const SCREENS = [
   { name: 'alerts', label: 'Alerts', view: Alerts, allowed: () => true },
   { name: 'beers', label: 'Beers & kegs', view: Beers, allowed: () => true },
   { name: 'devices', label: 'Scales', view: Devices, allowed: () => true },
+  { name: 'reports', label: 'Reports', view: Reports, allowed: () => can('view_reports') },
   { name: 'settings', label: 'Settings', view: Settings, allowed: () => can('manage_settings') },
   { name: 'users', label: 'Users', view: Users, allowed: () => can('manage_users') },
 ];

@@ -27,6 +27,8 @@ pub mod notify;
 mod outbox;
 mod scheduler;
 mod settings;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::AlertContext;
@@ -35,7 +37,7 @@ pub use error::{AlertsError, DeliveryError};
 pub use events::{AlertEvent, AlertEvents};
 pub use feed::AlertFeed;
 pub use lease::{LeaderLease, PgAdvisoryLease, SCHEDULER_LOCK_KEY, SingleReplica};
-pub use notify::email::{Mailer, SmtpConfig, SmtpSecurity};
+pub use notify::email::{Attachment, Mailer, SmtpConfig, SmtpSecurity};
 pub use outbox::{OutboxConfig, OutboxReport, OutboxWorker};
-pub use scheduler::{Scheduler, SchedulerConfig};
+pub use scheduler::{ScheduledJob, Scheduler, SchedulerConfig};
 pub use settings::{ChannelRules, LocationSettings};

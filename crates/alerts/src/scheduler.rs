@@ -38,6 +38,17 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Another crate's periodic work (the daily report export, issue 9) that must run on one
+/// replica only: the scheduler runs every job after its own minute tick, on the leader only.
+/// A job reads the time from its own clock, and logs and survives its own failures.
+#[async_trait::async_trait]
+pub trait ScheduledJob: Send + Sync + std::fmt::Debug {
+    /// For logs.
+    fn name(&self) -> &'static str;
+    /// One pass; called about once per `tick_every`, never concurrently with itself.
+    async fn run(&self);
+}
+
 /// Runs the scheduled alert jobs while this replica holds the lease.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -46,6 +57,7 @@ pub struct Scheduler {
     lease: Arc<dyn LeaderLease>,
     config: SchedulerConfig,
     leader: AtomicBool,
+    jobs: Vec<Arc<dyn ScheduledJob>>,
 }
 
 impl Scheduler {
@@ -61,7 +73,15 @@ impl Scheduler {
             lease,
             config,
             leader: AtomicBool::new(false),
+            jobs: Vec::new(),
         }
+    }
+
+    /// Adds a job run on the leader after every minute tick.
+    #[must_use]
+    pub fn with_job(mut self, job: Arc<dyn ScheduledJob>) -> Self {
+        self.jobs.push(job);
+        self
     }
 
     /// Whether this replica currently runs the jobs.
@@ -113,6 +133,10 @@ impl Scheduler {
         match self.engine.tick().await {
             Ok(report) => tracing::debug!(?report, "alert tick"),
             Err(e) => tracing::warn!(error = %e, "alert tick failed; the next one retries"),
+        }
+        for job in &self.jobs {
+            tracing::trace!(job = job.name(), "scheduled job");
+            job.run().await;
         }
     }
 

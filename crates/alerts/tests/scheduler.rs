@@ -227,3 +227,69 @@ async fn pg_two_schedulers_only_one_leads() {
     stop_second.cancel();
     runs.await.unwrap();
 }
+
+/// Counts its runs: another crate's job (the daily report export) as the scheduler sees it.
+#[derive(Debug, Default)]
+struct CountingJob(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl scalesense_alerts::ScheduledJob for CountingJob {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+
+    async fn run(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A lease another replica always holds.
+#[derive(Debug)]
+struct NeverLeads;
+
+#[async_trait::async_trait]
+impl LeaderLease for NeverLeads {
+    async fn try_acquire(&self) -> Result<bool, scalesense_alerts::AlertsError> {
+        Ok(false)
+    }
+
+    async fn release(&self) {}
+}
+
+#[tokio::test]
+async fn jobs_run_on_the_leader_only() {
+    let w = World::new(open_all_day()).await;
+    let clock = Arc::new(w.clock.clone());
+    let scheduler = |lease: Arc<dyn LeaderLease>, job: Arc<CountingJob>| {
+        let engine = Arc::new(AlertEngine::new(
+            w.store.clone(),
+            clock.clone(),
+            w.events.clone(),
+        ));
+        let outbox = Arc::new(
+            OutboxWorker::new(
+                w.store.clone(),
+                clock.clone(),
+                None,
+                OutboxConfig::default(),
+            )
+            .unwrap(),
+        );
+        Scheduler::new(engine, outbox, lease, fast()).with_job(job)
+    };
+    let led = Arc::new(CountingJob::default());
+    let follower = Arc::new(CountingJob::default());
+    let leader = scheduler(Arc::new(SingleReplica), led.clone());
+    let other = scheduler(Arc::new(NeverLeads), follower.clone());
+    let stop = CancellationToken::new();
+    let check = async {
+        eventually(|| led.0.load(std::sync::atomic::Ordering::SeqCst) >= 3).await;
+        stop.cancel();
+    };
+    tokio::join!(leader.run(stop.clone()), other.run(stop.clone()), check);
+    assert_eq!(
+        follower.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a replica that does not lead never runs the job"
+    );
+}

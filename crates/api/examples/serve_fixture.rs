@@ -95,6 +95,16 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(RecordingCommandSink::default()),
         config,
     )?;
+    // Exports land in a directory of this run's own; the link secret is the fixture's.
+    let exports_dir =
+        std::env::temp_dir().join(format!("scalesense-fixture-exports-{}", std::process::id()));
+    std::fs::create_dir_all(&exports_dir).context("creating the exports directory")?;
+    let exporter = scalesense_reports::Exporter::new(
+        state.store.clone(),
+        &exports_dir,
+        scalesense_reports::LinkSigner::new(b"fixture: download link secret".to_vec()),
+    );
+    let state = state.with_exports(Arc::new(exporter));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     let port = listener.local_addr()?.port();
     println!(
@@ -107,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    let _ = std::fs::remove_dir_all(&exports_dir);
     if let Some((url, schema)) = schema {
         drop_schema(&url, &schema).await?;
     }

@@ -102,7 +102,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// The only request fields that are JSON arrays. serde would also read a struct from an array
 /// of its fields in order; every other array in a body is refused so that only the documented
 /// object shapes are accepted.
-const ARRAY_FIELDS: [&str; 1] = ["allowed_locations"];
+const ARRAY_FIELDS: [&str; 4] = [
+    "allowed_locations",
+    // Notification channels: e-mail recipients and the alert filters.
+    "recipients",
+    "severities",
+    "alert_types",
+];
 
 fn check_shapes(value: &serde_json::Value, path: &str) -> Result<(), ApiError> {
     match value {

@@ -12,7 +12,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{alerts, audit, auth, beers, commands, devices, kegs, locations, taps, users};
+use crate::routes::{
+    alerts, audit, auth, beers, channels, commands, devices, kegs, locations, reports, taps, users,
+};
 
 const DESCRIPTION: &str = "\
 Scale Sense REST API: taps, kegs, beers, scales, alerts and users of one customer account.
@@ -46,8 +48,11 @@ credentials are `401`. Writes reject unknown fields; bodies are limited to 64 Ki
 `If-None-Match`. Quantities carry their unit in the field name (`volume_l`, `volume_gal`, \
 `weight_kg`, `weight_lbs`) next to the location's `units`; instants are RFC 3339 UTC.
 
-**Not yet available:** `GET /api/v1/locations/{id}/inventory/export` answers `501` until the \
-reports issue delivers CSV/PDF exports.";
+**Reports and exports** (managers): `GET /api/v1/locations/{id}/reports/…` answer in the \
+location's time zone and units. `GET /api/v1/locations/{id}/inventory/export?format=csv|pdf` \
+makes the file and answers with a signed download link (`/api/v1/downloads/…`, valid 15 \
+minutes, no credentials needed; an expired or altered link is `403`); files are removed after \
+24 hours.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +61,8 @@ reports issue delivers CSV/PDF exports.";
         auth::login, auth::logout, auth::me,
         locations::list, locations::get_one, locations::settings, locations::update_settings,
         locations::inventory_export,
+        reports::inventory, reports::pour_by_hour, reports::styles, reports::lifespans,
+        reports::kicked, reports::battery, reports::download,
         taps::list, taps::get_one, taps::update, taps::history, taps::report,
         commands::issue, commands::get_one,
         beers::search, beers::get_one, beers::create, beers::update,
@@ -63,6 +70,8 @@ reports issue delivers CSV/PDF exports.";
         devices::register, devices::get_one, devices::update, devices::telemetry,
         devices::calibration, devices::calibrate, devices::list,
         alerts::active, alerts::history, alerts::acknowledge,
+        channels::list, channels::create, channels::update, channels::remove, channels::test,
+        channels::deliveries,
         users::list, users::create, users::get_one, users::update, users::revoke_sessions,
         users::list_tokens, users::create_token, users::revoke_token,
         audit::list,

@@ -1,5 +1,6 @@
 //! What every handler can reach ([`ApiState`]), and the traits through which the API reaches
-//! things that live elsewhere: the time ([`Clock`]) and the broker ([`CommandSink`]).
+//! things that live elsewhere: the time ([`Clock`]), the broker ([`CommandSink`]) and the live
+//! events ([`ChangeSink`]).
 //!
 //! Handlers take "now" only from the [`Clock`] so session expiry, throttling and command expiry
 //! are testable without sleeping. Nothing here may hold a lock across an `.await`.
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use scalesense_proto::{CommandName, DeviceId};
+use scalesense_proto::{CommandName, DeviceId, LocationId, TapId};
 use scalesense_store::{AccountId, Store};
 
 use crate::auth::password::{PasswordCost, Passwords};
@@ -74,6 +75,25 @@ pub trait CommandSink: Send + Sync + Debug {
         name: CommandName,
         command: &scalesense_proto::Command,
     ) -> Result<(), CommandSinkError>;
+}
+
+/// Told after a REST write changed what a tap view shows (beer, keg, scale), so the server can
+/// push a `tap_updated` event to the dashboards. Must not block: it only queues.
+pub trait ChangeSink: Send + Sync + Debug {
+    /// `changed` names the tap view's fields that changed (`beer_id`, `keg_id`, …).
+    fn tap_changed(&self, location: &LocationId, tap: &TapId, changed: &[&str]);
+}
+
+/// Sends a channel's test notification now ("Send test" in the settings). Implemented by the
+/// server over the alerts' outbox worker; the API only checks that the caller may see the
+/// channel. `Err` carries the delivery error for people (an SMTP or HTTP failure).
+#[async_trait]
+pub trait NotificationTester: Send + Sync + Debug {
+    async fn send_test(
+        &self,
+        account: &AccountId,
+        channel: &scalesense_store::RecordId,
+    ) -> Result<(), String>;
 }
 
 /// One command a [`RecordingCommandSink`] was asked to publish.
@@ -182,6 +202,12 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     pub commands: Arc<dyn CommandSink>,
     pub config: Arc<ApiConfig>,
+    /// Where tap changes are announced; `None`: nobody listens (tests, the fixture server).
+    pub changes: Option<Arc<dyn ChangeSink>>,
+    /// Sends test notifications; `None`: the test route answers `503`.
+    pub notifier: Option<Arc<dyn NotificationTester>>,
+    /// Inventory exports and their signed downloads; `None`: those routes answer `503`.
+    pub exports: Option<Arc<scalesense_reports::Exporter>>,
     pub(crate) passwords: Arc<Passwords>,
     pub(crate) throttle: Arc<LoginThrottle>,
 }
@@ -202,6 +228,9 @@ impl ApiState {
             clock,
             commands,
             config: Arc::new(config),
+            changes: None,
+            notifier: None,
+            exports: None,
             passwords: Arc::new(passwords),
             throttle: Arc::new(throttle),
         })
@@ -209,5 +238,33 @@ impl ApiState {
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Lets `POST /channels/{id}/test` deliver through `notifier`.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Arc<dyn NotificationTester>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Serves inventory exports and downloads through `exports`.
+    #[must_use]
+    pub fn with_exports(mut self, exports: Arc<scalesense_reports::Exporter>) -> Self {
+        self.exports = Some(exports);
+        self
+    }
+
+    /// Announces tap changes to `changes` (the server's event bus).
+    #[must_use]
+    pub fn with_changes(mut self, changes: Arc<dyn ChangeSink>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    /// Tells the change sink, if any, that a write changed `changed` on `tap`.
+    pub fn tap_changed(&self, location: &LocationId, tap: &TapId, changed: &[&str]) {
+        if let Some(changes) = &self.changes {
+            changes.tap_changed(location, tap, changed);
+        }
     }
 }

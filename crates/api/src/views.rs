@@ -145,6 +145,9 @@ pub struct TapView {
     pub updated_at: Option<String>,
     pub tare_status: Option<String>,
     pub maintenance: bool,
+    /// The keg on the tap looks empty ("Kicked?"): its level stayed at or below 3 % for 10
+    /// minutes of readings. A manager confirms with the kick route.
+    pub kick_suspected: bool,
 }
 
 impl TapView {
@@ -166,7 +169,15 @@ impl TapView {
             updated_at: ts_opt(state.updated_at),
             tare_status: state.tare_status.clone(),
             maintenance: state.maintenance,
+            kick_suspected: false,
         }
+    }
+
+    /// The same view with the "Kicked?" suspicion decided by the caller.
+    #[must_use]
+    pub fn with_kick_suspected(mut self, suspected: bool) -> Self {
+        self.kick_suspected = suspected;
+        self
     }
 }
 

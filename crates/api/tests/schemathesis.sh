@@ -7,11 +7,12 @@
 # its port and token. schemathesis is installed from PyPI into a venv under the cargo target
 # directory, once. Under CI=true a missing SCALESENSE_TEST_PG fails the run.
 #
-# Not fuzzed: GET /locations/{id}/inventory/export, a documented placeholder that answers 501
-# until the reports issue (tests/matrix.rs checks its permissions and its 501); and
-# DELETE /tokens/{id}, because stateful testing would find and revoke the very token the run
-# authenticates with, leaving every later request a 401 (tests/api.rs and tests/matrix.rs cover
-# revocation).
+# Not fuzzed: DELETE /tokens/{id}, because stateful testing would find and revoke the very
+# token the run authenticates with, leaving every later request a 401 (tests/api.rs and
+# tests/matrix.rs cover revocation); and POST /channels/{id}/test, which delivers a real message
+# and answers 502 when the receiver refuses it and 503 on this fixture (it has no outbox worker):
+# tests/channels.rs, tests/matrix.rs and the `up` e-mail test (crates/scalesense/tests/up_email.rs)
+# cover it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
@@ -67,8 +68,8 @@ run_against() {
     --max-examples "$examples" \
     --workers 1 \
     --seed 20260318 \
-    --exclude-path '/api/v1/locations/{id}/inventory/export' \
     --exclude-path '/api/v1/tokens/{id}' \
+    --exclude-path '/api/v1/channels/{id}/test' \
     -H "Authorization: Bearer $token" \
     $extra \
     "http://127.0.0.1:$port/api/v1/openapi.json" || status=$?

@@ -44,6 +44,8 @@ enum Command {
     Serve(scalesense_server::cli::ServeArgs),
     /// Operator commands on the database: create a dashboard user.
     Admin(scalesense_api::admin::AdminArgs),
+    /// Benchmarks: measure the product against baselines in one run (build with --release).
+    Bench(scalesense_bench::cli::BenchArgs),
 }
 
 impl Cli {
@@ -107,6 +109,17 @@ impl Cli {
             Some(Command::Admin(args)) => {
                 let report = scalesense_api::admin::run(&args).context("scalesense admin")?;
                 println!("{report}");
+                Ok(())
+            }
+            Some(Command::Bench(args)) => {
+                init_logging(log_format);
+                match &args.command {
+                    scalesense_bench::cli::BenchCommand::Ingest(ingest) => {
+                        let report = scalesense_bench::cli::ingest(ingest)
+                            .context("scalesense bench ingest")?;
+                        println!("{report}");
+                    }
+                }
                 Ok(())
             }
             Some(Command::Serve(args)) => {

@@ -133,6 +133,18 @@ pub struct UpConfig {
 }
 
 #[cfg(feature = "embedded-broker")]
+impl UpConfig {
+    /// The alert settings, with exports and the daily e-mail in the data directory unless
+    /// `--reports-dir` says otherwise.
+    fn alerts_setup(&self) -> AlertsSetup {
+        AlertsSetup {
+            reports_dir: (self.alerts.reports_dir.clone()).or_else(|| Some(self.data_dir.clone())),
+            ..self.alerts.clone()
+        }
+    }
+}
+
+#[cfg(feature = "embedded-broker")]
 /// What `up` started, for the person who started it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpReport {
@@ -189,6 +201,24 @@ impl std::fmt::Display for UpReport {
 pub struct AlertsSetup {
     pub smtp: Option<SmtpConfig>,
     pub dashboard_url: Option<String>,
+    /// Where inventory exports and the download-link secret live (`up`: its data directory).
+    /// `None`: no exports, no daily export e-mail.
+    pub reports_dir: Option<PathBuf>,
+}
+
+/// The inventory exporter over `dir`: files in `dir/exports`, the link secret in
+/// `dir/download-secret` (created once, so links survive restarts).
+fn reports_exporter(
+    store: &Arc<dyn Store>,
+    dir: &std::path::Path,
+) -> Result<Arc<scalesense_reports::Exporter>, AppError> {
+    let signer = scalesense_reports::LinkSigner::load_or_create(dir)
+        .map_err(|e| AppError::Alerts(format!("reports: {e}")))?;
+    Ok(Arc::new(scalesense_reports::Exporter::new(
+        Arc::clone(store),
+        dir.join("exports"),
+        signer,
+    )))
 }
 
 /// The REST API's settings that depend on the shape: `up` has one account, so logins need
@@ -212,9 +242,13 @@ struct Core {
     http_stop: CancellationToken,
 }
 
+/// The alert engine's feed, the engine itself and the task running them.
+type AlertsParts = (Arc<AlertFeed>, Arc<AlertEngine>, JoinHandle<()>);
+
 /// Starts the alert engine (fed by the pipeline after each commit) and the scheduler (offline
 /// checks, grace expiry, the notification outbox and digests; one replica at a time on
-/// PostgreSQL). Returns the feed for the pipeline and the task running both.
+/// PostgreSQL). Returns the feed for the pipeline, the engine (calibration drift is judged on
+/// it directly) and the task running both.
 fn start_alerts(
     store: &Arc<dyn Store>,
     database_url: &str,
@@ -222,7 +256,7 @@ fn start_alerts(
     setup: AlertsSetup,
     http_addr: SocketAddr,
     stop: CancellationToken,
-) -> Result<(Arc<AlertFeed>, JoinHandle<()>), AppError> {
+) -> Result<AlertsParts, AppError> {
     let clock: Arc<dyn scalesense_alerts::Clock> = Arc::new(scalesense_alerts::SystemClock);
     let engine = Arc::new(AlertEngine::new(
         Arc::clone(store),
@@ -238,6 +272,8 @@ fn start_alerts(
     let dashboard_url = setup
         .dashboard_url
         .unwrap_or_else(|| format!("http://{http_addr}"));
+    let (report_mailer, report_clock, report_url) =
+        (mailer.clone(), Arc::clone(&clock), dashboard_url.clone());
     let outbox = Arc::new(
         OutboxWorker::new(
             Arc::clone(store),
@@ -260,9 +296,22 @@ fn start_alerts(
         lease,
         SchedulerConfig::default(),
     );
+    // The daily inventory e-mail (issue 9) runs on the scheduler's leader only.
+    let scheduler = match &setup.reports_dir {
+        Some(dir) => scheduler.with_job(Arc::new(scalesense_reports::DailyExportJob::new(
+            Arc::clone(store),
+            (*reports_exporter(store, dir)?).clone(),
+            report_mailer,
+            Arc::clone(&report_clock),
+            report_url,
+        ))),
+        None => scheduler,
+    };
     let feed = Arc::new(AlertFeed::new());
     let task_feed = Arc::clone(&feed);
+    let task_engine = Arc::clone(&engine);
     let task = tokio::spawn(async move {
+        let engine = task_engine;
         match engine.load().await {
             Ok(open) => tracing::info!(open, "alert engine loaded"),
             Err(e) => {
@@ -274,7 +323,57 @@ fn start_alerts(
             scheduler.run(stop.clone())
         );
     });
-    Ok((feed, task))
+    Ok((feed, engine, task))
+}
+
+/// "Send test notification" for the API (`POST /api/v1/channels/{id}/test`): an outbox worker
+/// of its own that delivers only the tests it is asked for, on whichever replica got the
+/// request (the scheduler's worker, which delivers everything else, runs on the leader only).
+fn test_sender(
+    store: &Arc<dyn Store>,
+    setup: &AlertsSetup,
+    http_addr: SocketAddr,
+) -> Result<Arc<OutboxTester>, AppError> {
+    let mailer = setup
+        .smtp
+        .as_ref()
+        .map(Mailer::new)
+        .transpose()
+        .map_err(|e| AppError::Alerts(format!("SMTP: {e}")))?;
+    let worker = OutboxWorker::new(
+        Arc::clone(store),
+        Arc::new(scalesense_alerts::SystemClock),
+        mailer,
+        OutboxConfig {
+            dashboard_url: (setup.dashboard_url.clone())
+                .unwrap_or_else(|| format!("http://{http_addr}")),
+            ..OutboxConfig::default()
+        },
+    )
+    .map_err(|e| AppError::Alerts(e.to_string()))?;
+    Ok(Arc::new(OutboxTester(worker)))
+}
+
+/// The API's [`NotificationTester`](scalesense_api::state::NotificationTester) over an
+/// [`OutboxWorker`].
+#[derive(Debug)]
+struct OutboxTester(OutboxWorker);
+
+#[async_trait::async_trait]
+impl scalesense_api::state::NotificationTester for OutboxTester {
+    async fn send_test(
+        &self,
+        account: &AccountId,
+        channel: &scalesense_store::RecordId,
+    ) -> Result<(), String> {
+        self.0
+            .send_test(account, channel)
+            .await
+            .map_err(|e| match e {
+                scalesense_alerts::AlertsError::Delivery(d) => d.to_string(),
+                other => other.to_string(),
+            })
+    }
 }
 
 impl Core {
@@ -293,8 +392,10 @@ impl Core {
         let events = EventBus::default();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let http_addr = http.local_addr().map_err(AppError::Http)?;
+        let tester = test_sender(&store, &alerts, http_addr)?;
         let alerts_stop = CancellationToken::new();
-        let (feed, alerts) = start_alerts(
+        let reports_dir = alerts.reports_dir.clone();
+        let (feed, engine, alerts) = start_alerts(
             &store,
             database_url,
             &events,
@@ -313,11 +414,12 @@ impl Core {
             Arc::clone(&store),
             events.clone(),
             Some(acks),
-            clock,
+            Arc::clone(&clock),
             health.clone(),
             config,
         )
-        .with_alerts(feed);
+        .with_alerts(feed)
+        .with_alert_engine(engine);
         let pipeline = tokio::spawn(pipeline.run(rx, pipeline_stop.clone()));
         let http_stop = CancellationToken::new();
         let (api_setup, publisher) = api;
@@ -330,7 +432,13 @@ impl Core {
                 ..ApiConfig::default()
             },
         )
-        .map_err(|e| AppError::Task(format!("REST API: {e}")))?;
+        .map_err(|e| AppError::Task(format!("REST API: {e}")))?
+        .with_notifier(tester)
+        .with_changes(Arc::new(crate::web::BusChanges::new(events.clone(), clock)));
+        let api_state = match &reports_dir {
+            Some(dir) => api_state.with_exports(reports_exporter(&store, dir)?),
+            None => api_state,
+        };
         // The dashboard: its files, and the live events for the API's users over WebSocket.
         let live = scalesense_web::WsState::new(
             Arc::new(crate::web::ApiWsAuth(api_state.clone())),
@@ -508,7 +616,7 @@ impl Up {
             health,
             http,
             pipeline_config,
-            config.alerts.clone(),
+            config.alerts_setup(),
             (
                 ApiSetup {
                     default_account: AccountId::try_from(demo::ACCOUNT).ok(),

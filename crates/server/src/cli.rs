@@ -4,7 +4,6 @@
 //! functions report; everything else happens here and in [`crate::app`].
 
 use std::net::SocketAddr;
-#[cfg(feature = "embedded-broker")]
 use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
@@ -51,6 +50,11 @@ pub struct AlertArgs {
     /// address]
     #[arg(long, env = "SCALESENSE_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Directory for inventory exports (CSV/PDF, removed after 24 h) and the secret that signs
+    /// their download links; enables the daily export e-mail. [default for `up`: its data
+    /// directory; for `serve`: none, exports answer 503]
+    #[arg(long, env = "SCALESENSE_REPORTS_DIR", value_name = "DIR")]
+    pub reports_dir: Option<PathBuf>,
 }
 
 /// `--smtp-security`.
@@ -78,6 +82,7 @@ impl AlertArgs {
                 timeout: std::time::Duration::from_secs(30),
             }),
             dashboard_url: self.public_url.clone(),
+            reports_dir: self.reports_dir.clone(),
         }
     }
 }

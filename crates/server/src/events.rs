@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use scalesense_alerts::{AlertEvent, AlertEvents};
 use scalesense_proto::{CommandId, DeviceId, LocationId, TapId};
-use scalesense_store::{DeviceStatus, KegId, Millis, Series};
+use scalesense_store::{BeerKegWeight, DeviceStatus, KegId, Millis, Series, TareKind};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -85,6 +85,36 @@ pub enum Event {
         ok: bool,
         at: Millis,
     },
+    /// A scale's tare answer was recorded on the keg of its tap (and copied to the scale's
+    /// telemetry). After a full tare, `beer_weight` is the beer's keg-type weight it updated
+    /// (its badge: `set` after one measurement, `calculated` after several).
+    TareUpdated {
+        location_id: LocationId,
+        tap_id: TapId,
+        device_id: DeviceId,
+        keg_id: KegId,
+        kind: TareKind,
+        weight_kg: f64,
+        beer_weight: Option<BeerKegWeight>,
+        at: Millis,
+    },
+    /// A scale's current calibration changed; `drift_pct` is against the previous one.
+    CalibrationUpdated {
+        location_id: LocationId,
+        device_id: DeviceId,
+        tap_id: Option<TapId>,
+        scale_factor: f64,
+        drift_pct: Option<f64>,
+        at: Millis,
+    },
+    /// Something the tap view shows changed other than by a reading (beer, keg, scale,
+    /// maintenance, a suspected empty keg); `changed` names the tap view's fields.
+    TapUpdated {
+        location_id: LocationId,
+        tap_id: TapId,
+        changed: Vec<String>,
+        at: Millis,
+    },
 }
 
 impl Event {
@@ -97,7 +127,10 @@ impl Event {
             | Self::MaintenanceExited { location_id, .. }
             | Self::AlertFired { location_id, .. }
             | Self::AlertCleared { location_id, .. }
-            | Self::CommandCompleted { location_id, .. } => location_id,
+            | Self::CommandCompleted { location_id, .. }
+            | Self::TareUpdated { location_id, .. }
+            | Self::CalibrationUpdated { location_id, .. }
+            | Self::TapUpdated { location_id, .. } => location_id,
         }
     }
 
@@ -111,6 +144,9 @@ impl Event {
             Self::AlertFired { .. } => "alert_fired",
             Self::AlertCleared { .. } => "alert_cleared",
             Self::CommandCompleted { .. } => "command_completed",
+            Self::TareUpdated { .. } => "tare_updated",
+            Self::CalibrationUpdated { .. } => "calibration_updated",
+            Self::TapUpdated { .. } => "tap_updated",
         }
     }
 }
@@ -246,6 +282,74 @@ mod tests {
         // The oldest 96 were dropped for this subscriber; it resumes at the newest four.
         assert_eq!(*slow.recv().await.unwrap(), completed("loc-001", 96));
         assert_eq!(*slow.recv().await.unwrap(), completed("loc-001", 97));
+    }
+
+    /// The `<!-- ws-example: {kind} -->` payload of `docs/contract.md`.
+    fn documented(kind: &str) -> serde_json::Value {
+        let doc = include_str!("../../../docs/contract.md");
+        let marker = format!("<!-- ws-example: {kind} -->");
+        let start = doc.find(&marker).expect("the contract documents the event");
+        let json = doc[start..]
+            .lines()
+            .nth(2)
+            .expect("the example follows the marker");
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn keys(value: &serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The events this module adds look exactly like their examples in the contract.
+    #[test]
+    fn new_events_match_the_contract_examples() {
+        let location = loc("loc-001");
+        let tap = TapId::try_from("loc-001#TAP#07").unwrap();
+        let device = DeviceId::try_from("SCALE-0042").unwrap();
+        let keg = KegId::try_from("keg-20260318-007").unwrap();
+        let events = [
+            Event::TareUpdated {
+                location_id: location.clone(),
+                tap_id: tap.clone(),
+                device_id: device.clone(),
+                keg_id: keg,
+                kind: TareKind::Full,
+                weight_kg: 58.6,
+                beer_weight: Some(BeerKegWeight {
+                    beer_id: scalesense_store::BeerId::try_from("beer-guinness").unwrap(),
+                    keg_type: "half_barrel".into(),
+                    full_kg: 58.6,
+                    empty_kg: 13.6,
+                    measured_at: Some(1_773_830_405_000),
+                    measured_count: 1,
+                    source: scalesense_store::WeightSource::Set,
+                }),
+                at: 1_773_830_405_000,
+            },
+            Event::CalibrationUpdated {
+                location_id: location.clone(),
+                device_id: device,
+                tap_id: Some(tap.clone()),
+                scale_factor: 21_432.5,
+                drift_pct: Some(0.8),
+                at: 1_773_830_405_000,
+            },
+            Event::TapUpdated {
+                location_id: location,
+                tap_id: tap,
+                changed: vec!["beer_id".into(), "keg_id".into()],
+                at: 1_773_830_405_000,
+            },
+        ];
+        for event in events {
+            let ours = serde_json::to_value(&event).unwrap();
+            let doc = documented(event.kind());
+            assert_eq!(ours["type"], event.kind());
+            assert_eq!(keys(&ours), keys(&doc), "{}", event.kind());
+            assert_eq!(ours, doc, "{}", event.kind());
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod commands;
 #[cfg(feature = "embedded-broker")]
 pub mod demo;
+pub mod effects;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
 pub mod events;

@@ -13,6 +13,11 @@
 //! in the database**. After the replies come gateway commit confirmations (`gw/ack`) and live
 //! events.
 //!
+//! A scale's answer to a command is recorded once (a resend is a `Duplicate`), and only then is
+//! its effect written ([`crate::effects`]: the tare record, the calibration, whose drift the
+//! alert engine judges in a task this pipeline owns). After each batch, keg levels that stayed
+//! near zero are checked for the "Kicked?" suspicion (`tap_updated`).
+//!
 //! Bad input (a malformed payload, a wrong contract version, an out-of-range value, an unknown
 //! device or topic) is never retried: it is stored as a dead letter with the contract's reason,
 //! counted by kind and logged at a bounded rate, and then acknowledged, so a broken scale cannot
@@ -30,25 +35,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use scalesense_alerts::{AlertFeed, BatchSummary};
+use scalesense_alerts::{AlertEngine, AlertFeed, BatchSummary};
 use scalesense_domain::units::Kilograms;
 use scalesense_proto::topic::Direction;
 use scalesense_proto::{
     CommandId, ContractError, DeviceId, DeviceState, Forwarding, GatewayId, GatewayStatus,
-    LocationId, Topic,
+    LocationId, TapId, Topic,
 };
 use scalesense_store::{
-    DeviceStatus, DeviceStatusUpdate, IngestReading, ReadingOutcome, Store, StoreError,
-    StoredReading,
+    DeviceStatus, DeviceStatusUpdate, IngestReading, KegId, Millis, ReadingOutcome, Store,
+    StoreError, StoredReading,
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::effects::{self, Planned};
 use crate::events::{Event, EventBus};
 use crate::gwack::{ack_messages, ranges_by_gateway};
 use crate::health::Health;
 use crate::telemetry;
+
+/// The "Kicked?" level (the API's rule, so the dashboard and the event agree).
+const KICK_LEVEL_PCT: f64 = scalesense_api::routes::kegs::KICK_LEVEL_PCT;
 
 /// What became of one message. Everything but `Unavailable` is committed: the message (or its
 /// dead letter) is in the database and may be acknowledged.
@@ -399,6 +409,22 @@ pub struct Pipeline {
     alerts: Option<Arc<AlertFeed>>,
     /// What the batch being committed changed, for the alert engine.
     alert_summary: BatchSummary,
+    /// Where a recorded calibration's drift is judged (the drift alert).
+    engine: Option<Arc<AlertEngine>>,
+    /// Drift evaluations under way, owned here so none is left detached.
+    followups: JoinSet<()>,
+    /// Low readings of the batch, to look for an empty keg once the batch is answered.
+    kick_checks: Vec<KickCheck>,
+    /// Taps whose keg is suspected empty ("Kicked?"), with that keg.
+    kick_suspected: HashMap<TapId, KegId>,
+}
+
+/// A reading at or below the "Kicked?" level, to check after the batch is answered.
+#[derive(Debug, Clone)]
+struct KickCheck {
+    stored: StoredReading,
+    level_pct: f64,
+    ts: Millis,
 }
 
 impl Pipeline {
@@ -424,7 +450,19 @@ impl Pipeline {
             dead_letter_log,
             alerts: None,
             alert_summary: BatchSummary::new(),
+            engine: None,
+            followups: JoinSet::new(),
+            kick_checks: Vec::new(),
+            kick_suspected: HashMap::new(),
         }
+    }
+
+    /// Judges every calibration a scale reports against the drift threshold, at once (off the
+    /// commit path).
+    #[must_use]
+    pub fn with_alert_engine(mut self, engine: Arc<AlertEngine>) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// Hands every committed batch's changes to the alert engine's feed. Submitting never
@@ -462,6 +500,7 @@ impl Pipeline {
                     Err(_) => break,
                 }
             }
+            while self.followups.try_join_next().is_some() {}
             if self.commit(batch).await {
                 backoff = self.config.backoff_min;
             } else if !closing {
@@ -472,6 +511,7 @@ impl Pipeline {
                 backoff = (backoff * 2).min(self.config.backoff_max);
             }
         }
+        while self.followups.join_next().await.is_some() {}
         tracing::debug!("ingest pipeline stopped");
     }
 
@@ -555,6 +595,7 @@ impl Pipeline {
         if let Some(feed) = &self.alerts {
             feed.submit(summary);
         }
+        self.check_kicks().await;
         db_error.is_none()
     }
 
@@ -634,6 +675,7 @@ impl Pipeline {
                     self.device_locations
                         .insert(reading.device_id.clone(), stored.location_id.clone());
                     self.alert_summary.add_reading(&reading.device_id, &stored);
+                    self.note_level(&stored, reading);
                     events.push(reading_event(reading, stored));
                     item.disposition = Some(Disposition::Stored);
                 }
@@ -740,23 +782,72 @@ impl Pipeline {
         events: &mut Vec<Event>,
     ) -> Result<Disposition, Result<Rejection, String>> {
         let at = self.clock.now_ms();
+        let planned = effects::plan(self.store.as_ref(), device, id, ok, result)
+            .await
+            .map_err(|e| classify_failure(&e).map_err(|()| e.to_string()))?;
+        let (account, location, issued_by, result, effect) = match planned {
+            Planned::Unknown => {
+                return Err(Ok(Rejection::new(
+                    "unknown_command",
+                    format!("command {id} of device {device} does not exist"),
+                )));
+            }
+            // A resend of an answer already recorded: nothing is applied again.
+            Planned::AlreadyAnswered => return Ok(Disposition::Duplicate),
+            Planned::New {
+                account,
+                location,
+                issued_by,
+                result,
+                effect,
+                ..
+            } => (account, location, issued_by, result, effect),
+        };
         match self
             .store
-            .complete_command(device, id, ok, result, at)
+            .complete_command(device, id, ok, &result, at)
             .await
         {
             Ok(command) => {
                 metrics::counter!(telemetry::RESPONSES).increment(1);
                 self.clear_command(device, &command.name);
-                if let Some(location) = self.device_locations.get(device) {
+                let location = location.or_else(|| self.device_locations.get(device).cloned());
+                if let Some(location) = location {
+                    self.device_locations
+                        .insert(device.clone(), location.clone());
                     events.push(Event::CommandCompleted {
-                        location_id: location.clone(),
+                        location_id: location,
                         device_id: device.clone(),
                         command_id: id.clone(),
                         name: command.name,
                         ok,
                         at,
                     });
+                }
+                // The answer is recorded once and for all: its effect is written now, and never
+                // for a resend of it.
+                match effects::apply(
+                    self.store.as_ref(),
+                    &account,
+                    device,
+                    &issued_by,
+                    effect,
+                    at,
+                )
+                .await
+                {
+                    Ok(applied) => {
+                        events.extend(applied.events);
+                        if let Some((account, device, drift)) = applied.calibration {
+                            self.judge_calibration(account, device, drift);
+                        }
+                    }
+                    Err(e) => tracing::error!(
+                        device_id = %device,
+                        command_id = %id,
+                        error = %e,
+                        "the answer is recorded but its effect could not be written; send the command again"
+                    ),
                 }
                 Ok(Disposition::Stored)
             }
@@ -767,6 +858,80 @@ impl Pipeline {
                 format!("command {id} of device {device} does not exist"),
             ))),
             Err(e) => Err(classify_failure(&e).map_err(|()| e.to_string())),
+        }
+    }
+
+    /// Hands a recorded calibration's drift to the alert engine without waiting for it.
+    fn judge_calibration(
+        &mut self,
+        account: scalesense_store::AccountId,
+        device: DeviceId,
+        drift: Option<f64>,
+    ) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        self.followups.spawn(async move {
+            if let Err(e) = engine.on_calibration(&account, &device, drift).await {
+                tracing::warn!(device_id = %device, error = %e, "calibration drift not judged");
+            }
+        });
+    }
+
+    /// Keeps a stored reading for the "Kicked?" check when its keg looks low, and forgets a
+    /// suspicion once the level is back up.
+    fn note_level(&mut self, stored: &StoredReading, reading: &IngestReading) {
+        let low = stored.keg_id.is_some() && reading.level_pct <= KICK_LEVEL_PCT;
+        if low || self.kick_suspected.remove(&stored.tap_id).is_some() {
+            self.kick_checks.push(KickCheck {
+                stored: stored.clone(),
+                level_pct: reading.level_pct,
+                ts: reading.ts,
+            });
+        }
+    }
+
+    /// After the batch is answered: a keg whose level stayed near zero long enough is suspected
+    /// empty, and a suspicion that no longer holds is dropped; each change is a `tap_updated`.
+    async fn check_kicks(&mut self) {
+        for check in std::mem::take(&mut self.kick_checks) {
+            let stored = &check.stored;
+            let suspected = match &stored.keg_id {
+                Some(keg) if self.kick_suspected.get(&stored.tap_id) == Some(keg) => continue,
+                Some(keg) => {
+                    match scalesense_api::routes::kegs::kick_suspected(
+                        self.store.as_ref(),
+                        &stored.account_id,
+                        keg,
+                        Some(check.level_pct),
+                        Some(check.ts),
+                    )
+                    .await
+                    {
+                        Ok(true) => {
+                            self.kick_suspected
+                                .insert(stored.tap_id.clone(), keg.clone());
+                            true
+                        }
+                        Ok(false) if check.level_pct <= KICK_LEVEL_PCT => continue,
+                        Ok(false) => false,
+                        Err(e) => {
+                            tracing::debug!(tap_id = %stored.tap_id, error = %e, "empty-keg check skipped");
+                            continue;
+                        }
+                    }
+                }
+                None => false,
+            };
+            if suspected {
+                tracing::info!(tap_id = %stored.tap_id, keg_id = ?stored.keg_id, "keg suspected empty");
+            }
+            self.events.publish(Event::TapUpdated {
+                location_id: stored.location_id.clone(),
+                tap_id: stored.tap_id.clone(),
+                changed: vec!["kick_suspected".into()],
+                at: check.ts,
+            });
         }
     }
 

@@ -1,7 +1,8 @@
 //! The dashboard's live side, wired to the server's parts: WebSocket credentials are resolved by
 //! the REST API's own rules ([`ApiWsAuth`]: session cookie or API token, the user's locations),
 //! and live events come from the event bus, serialised as the WebSocket sends them
-//! ([`BusFeed`]). Neither may block: both only read.
+//! ([`BusFeed`]). The REST API's tap writes go out on the bus as `tap_updated`
+//! ([`BusChanges`]). None of them may block.
 
 use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -10,7 +11,8 @@ use scalesense_api::auth::{Caller, Principal};
 use scalesense_proto::LocationId;
 use scalesense_web::{LiveFeed, LiveItem, LiveSubscription, Viewer, WsAuth};
 
-use crate::events::EventBus;
+use crate::clock::Clock;
+use crate::events::{Event, EventBus};
 
 /// [`WsAuth`] over the REST API's credential rules.
 #[derive(Debug, Clone)]
@@ -82,5 +84,30 @@ impl LiveFeed for BusFeed {
                 }
             }
         })
+    }
+}
+
+/// The REST API's [`ChangeSink`](scalesense_api::state::ChangeSink): a tap write becomes a
+/// `tap_updated` event; the dashboard reloads the tap from the API.
+#[derive(Debug, Clone)]
+pub struct BusChanges {
+    events: EventBus,
+    clock: std::sync::Arc<dyn Clock>,
+}
+
+impl BusChanges {
+    pub fn new(events: EventBus, clock: std::sync::Arc<dyn Clock>) -> Self {
+        Self { events, clock }
+    }
+}
+
+impl scalesense_api::state::ChangeSink for BusChanges {
+    fn tap_changed(&self, location: &LocationId, tap: &scalesense_proto::TapId, changed: &[&str]) {
+        self.events.publish(Event::TapUpdated {
+            location_id: location.clone(),
+            tap_id: tap.clone(),
+            changed: changed.iter().map(|&c| c.to_owned()).collect(),
+            at: self.clock.now_ms(),
+        });
     }
 }

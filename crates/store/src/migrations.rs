@@ -21,6 +21,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "hot rows",
         include_str!("../migrations/sqlite/0002_hot_rows.sql"),
     ),
+    (
+        3,
+        "reports",
+        include_str!("../migrations/sqlite/0003_reports.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -33,6 +38,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         2,
         "hot rows",
         include_str!("../migrations/postgres/0002_hot_rows.sql"),
+    ),
+    (
+        3,
+        "reports",
+        include_str!("../migrations/postgres/0003_reports.sql"),
     ),
 ];
 

@@ -801,3 +801,36 @@ pub struct NewChannel {
     pub settings: serde_json::Value,
     pub enabled: bool,
 }
+
+/// A change to a notification channel: its location and kind never change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelUpdate {
+    pub target: String,
+    pub settings: serde_json::Value,
+    pub enabled: bool,
+}
+
+/// Average battery of one tap's scale over one UTC hour, from the hourly rollups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TapBatteryHour {
+    pub tap_id: TapId,
+    pub hour_start: Millis,
+    /// Mean battery percentage of the hour's readings that carried one.
+    pub battery_pct: f64,
+}
+
+/// A generated report file (CSV or PDF) kept in the data directory for a short time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    /// Random, unguessable; the file name is derived from it.
+    pub id: String,
+    pub account_id: AccountId,
+    pub location_id: LocationId,
+    /// `csv` or `pdf`.
+    pub format: String,
+    pub file_name: String,
+    pub bytes: i64,
+    /// Who asked: a user actor, or `scheduler` for the daily export.
+    pub created_by: String,
+    pub created_at: Millis,
+}

@@ -100,6 +100,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         device: &DeviceId,
         on: bool,
     ) -> Result<Device>;
+    /// Device-originated: the device and, through it, its account (a command answer carries
+    /// only the device id). `None` when the device is unknown.
+    async fn device_owner(&self, device: &DeviceId) -> Result<Option<Device>>;
     /// A `keg/status` message. `None` when the device is unknown (dead-letter it).
     async fn record_device_status(
         &self,
@@ -398,6 +401,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Newest first.
     async fn outbox(&self, account: &AccountId, limit: u32) -> Result<Vec<OutboxItem>>;
+    /// One channel of the account.
+    async fn channel(&self, account: &AccountId, id: &RecordId) -> Result<Channel>;
+    /// Rewrites a channel's target, settings and enabled flag.
+    async fn update_channel(
+        &self,
+        account: &AccountId,
+        id: &RecordId,
+        update: &crate::model::ChannelUpdate,
+    ) -> Result<Channel>;
+    /// Removes a channel and, in the same transaction, its outbox rows (queued notifications
+    /// and their delivery history go with it). Returns the removed channel.
+    async fn delete_channel(&self, account: &AccountId, id: &RecordId) -> Result<Channel>;
+    /// Newest first: the outbox items of `location`'s channels and of the account-wide ones.
+    async fn location_outbox(
+        &self,
+        account: &AccountId,
+        location: &LocationId,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>>;
 
     // --- dead letters and audit -------------------------------------------------------------
 
@@ -414,4 +436,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_audit(&self, account: &AccountId, entry: &NewAuditEntry) -> Result<AuditEntry>;
     /// Newest first.
     async fn audit_log(&self, account: &AccountId, limit: u32) -> Result<Vec<AuditEntry>>;
+
+    // --- reports (issue 9) ------------------------------------------------------------------
+
+    /// Operator job (the daily export): every location of every account.
+    async fn all_locations(&self) -> Result<Vec<Location>>;
+    /// Mean battery per tap and UTC hour at a location in `[start, end)`, from the hourly
+    /// rollups (the battery of the scale that was on the tap), by tap then hour.
+    async fn battery_by_hour(
+        &self,
+        account: &AccountId,
+        location: &LocationId,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<crate::model::TapBatteryHour>>;
+    /// Records a generated export file; the location must belong to `account`.
+    async fn record_export(
+        &self,
+        account: &AccountId,
+        export: &crate::model::ExportRecord,
+    ) -> Result<crate::model::ExportRecord>;
+    /// Operator job: deletes the export rows created before `before` and returns them, so the
+    /// caller removes their files.
+    async fn purge_exports(&self, before: Millis) -> Result<Vec<crate::model::ExportRecord>>;
+    /// Claims the daily export of `location` for the local date `local_date` (`YYYY-MM-DD`):
+    /// true the first time, false for every later claim of the same day (any replica, any
+    /// restart).
+    async fn claim_daily_export(
+        &self,
+        account: &AccountId,
+        location: &LocationId,
+        local_date: &str,
+        at: Millis,
+    ) -> Result<bool>;
 }

@@ -1235,6 +1235,20 @@ impl Store for StoreImpl {
         Ok(updated)
     }
 
+    async fn device_owner(&self, device: &DeviceId) -> Result<Option<Device>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            device_cols!(),
+            " FROM devices d WHERE d.id = $1"
+        ))
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(device_from)
+        .transpose()
+    }
+
     async fn record_device_status(
         &self,
         device: &DeviceId,
@@ -2979,6 +2993,89 @@ impl Store for StoreImpl {
         .collect()
     }
 
+    async fn channel(&self, account: &AccountId, id: &RecordId) -> Result<Channel> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            channel_cols!(),
+            " FROM notification_channels c WHERE c.id = $1 AND c.account_id = $2"
+        ))
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found("channel", id))?;
+        channel_from(&row)
+    }
+
+    async fn update_channel(
+        &self,
+        account: &AccountId,
+        id: &RecordId,
+        update: &crate::model::ChannelUpdate,
+    ) -> Result<Channel> {
+        let row = sqlx::query(
+            "UPDATE notification_channels SET target = $3, settings = $4, enabled = $5 \
+             WHERE id = $1 AND account_id = $2 \
+             RETURNING id, account_id, location_id, kind, target, settings, enabled",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(&update.target)
+        .bind(sql::json_text(&update.settings))
+        .bind(update.enabled)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found("channel", id))?;
+        channel_from(&row)
+    }
+
+    async fn delete_channel(&self, account: &AccountId, id: &RecordId) -> Result<Channel> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "DELETE FROM outbox WHERE channel_id IN \
+             (SELECT c.id FROM notification_channels c WHERE c.id = $1 AND c.account_id = $2)",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "DELETE FROM notification_channels WHERE id = $1 AND account_id = $2 \
+             RETURNING id, account_id, location_id, kind, target, settings, enabled",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("channel", id))?;
+        tx.commit().await?;
+        channel_from(&row)
+    }
+
+    async fn location_outbox(
+        &self,
+        account: &AccountId,
+        location: &LocationId,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            outbox_cols!(),
+            " FROM outbox o JOIN notification_channels c ON c.id = o.channel_id \
+             WHERE o.account_id = $1 AND c.account_id = $1 \
+             AND (c.location_id = $2 OR c.location_id IS NULL) \
+             ORDER BY o.id DESC LIMIT $3"
+        ))
+        .bind(account.as_str())
+        .bind(location.as_str())
+        .bind(sql::limit(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(outbox_from)
+        .collect()
+    }
+
     async fn record_dead_letter(
         &self,
         topic: &str,
@@ -3058,4 +3155,134 @@ impl Store for StoreImpl {
         .map(audit_from)
         .collect()
     }
+
+    async fn all_locations(&self) -> Result<Vec<Location>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            location_cols!(),
+            " FROM locations l ORDER BY l.account_id, l.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(location_from)
+        .collect()
+    }
+
+    async fn battery_by_hour(
+        &self,
+        account: &AccountId,
+        location: &LocationId,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<crate::model::TapBatteryHour>> {
+        self.location(account, location).await?;
+        let rows = sqlx::query(
+            "SELECT r.tap_id, r.bucket_start, \
+             CAST(SUM(r.battery_sum) AS DOUBLE PRECISION) \
+             / CAST(SUM(r.battery_n) AS DOUBLE PRECISION) AS battery_pct \
+             FROM rollups r JOIN locations l ON l.id = r.location_id \
+             WHERE r.location_id = $1 AND l.account_id = $2 AND r.bucket_ms = $3 \
+             AND r.bucket_start >= $4 AND r.bucket_start < $5 AND r.battery_n > 0 \
+             GROUP BY r.tap_id, r.bucket_start ORDER BY r.tap_id, r.bucket_start",
+        )
+        .bind(location.as_str())
+        .bind(account.as_str())
+        .bind(BUCKET_1_HOUR)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(crate::model::TapBatteryHour {
+                    tap_id: sql::parse("tap id", row.try_get::<&str, _>("tap_id")?)?,
+                    hour_start: row.try_get("bucket_start")?,
+                    battery_pct: row.try_get("battery_pct")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_export(
+        &self,
+        account: &AccountId,
+        export: &crate::model::ExportRecord,
+    ) -> Result<crate::model::ExportRecord> {
+        let row = sqlx::query(
+            "INSERT INTO exports (id, account_id, location_id, format, file_name, bytes, \
+             created_by, created_at) \
+             SELECT $1, l.account_id, l.id, $4, $5, $6, $7, $8 FROM locations l \
+             WHERE l.id = $3 AND l.account_id = $2 \
+             RETURNING id, account_id, location_id, format, file_name, bytes, created_by, \
+             created_at",
+        )
+        .bind(&export.id)
+        .bind(account.as_str())
+        .bind(export.location_id.as_str())
+        .bind(&export.format)
+        .bind(&export.file_name)
+        .bind(export.bytes)
+        .bind(&export.created_by)
+        .bind(export.created_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| conflict_as(e, || format!("export {}", export.id)))?
+        .ok_or_else(|| StoreError::not_found("location", &export.location_id))?;
+        export_from(&row)
+    }
+
+    async fn purge_exports(&self, before: Millis) -> Result<Vec<crate::model::ExportRecord>> {
+        sqlx::query(
+            "DELETE FROM exports WHERE created_at < $1 \
+             RETURNING id, account_id, location_id, format, file_name, bytes, created_by, \
+             created_at",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(export_from)
+        .collect()
+    }
+
+    async fn claim_daily_export(
+        &self,
+        account: &AccountId,
+        location: &LocationId,
+        local_date: &str,
+        at: Millis,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO daily_export_runs (location_id, local_date, account_id, claimed_at) \
+             SELECT l.id, $3, l.account_id, $4 FROM locations l \
+             WHERE l.id = $1 AND l.account_id = $2 \
+             ON CONFLICT (location_id, local_date) DO NOTHING",
+        )
+        .bind(location.as_str())
+        .bind(account.as_str())
+        .bind(local_date)
+        .bind(at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            // Either already claimed today, or not this account's location.
+            self.location(account, location).await?;
+        }
+        Ok(claimed == 1)
+    }
+}
+
+fn export_from(row: &DbRow) -> Result<crate::model::ExportRecord> {
+    Ok(crate::model::ExportRecord {
+        id: row.try_get("id")?,
+        account_id: sql::parse("account id", row.try_get::<&str, _>("account_id")?)?,
+        location_id: sql::parse("location id", row.try_get::<&str, _>("location_id")?)?,
+        format: row.try_get("format")?,
+        file_name: row.try_get("file_name")?,
+        bytes: row.try_get("bytes")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
 }

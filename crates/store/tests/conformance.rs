@@ -220,10 +220,12 @@ conformance! {
     commands => sqlite_commands, pg_commands;
     users_sessions_tokens => sqlite_users_sessions_tokens, pg_users_sessions_tokens;
     outbox => sqlite_outbox, pg_outbox;
+    channel_edits => sqlite_channel_edits, pg_channel_edits;
     dead_letters => sqlite_dead_letters, pg_dead_letters;
     audit_log => sqlite_audit_log, pg_audit_log;
     user_edits => sqlite_user_edits, pg_user_edits;
     beer_edits => sqlite_beer_edits, pg_beer_edits;
+    reports_queries => sqlite_reports_queries, pg_reports_queries;
 }
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -2151,6 +2153,120 @@ async fn outbox(h: &Harness) {
     assert!(s.outbox(&other.account, 10).await.unwrap().is_empty());
 }
 
+async fn channel_edits(h: &Harness) {
+    use scalesense_store::{Channel, ChannelUpdate, OutboxItem};
+
+    let s = &*h.store;
+    let b = bar(s, "ce").await;
+    let other = bar(s, "cf").await;
+    let a = &b.account;
+    let second_location = loc("loc-ce2");
+    s.create_location(a, &second_location, &fields("ce2"), T0)
+        .await
+        .unwrap();
+    let new_channel = |id: &str, location: Option<&LocationId>| NewChannel {
+        id: RecordId::try_from(id).unwrap(),
+        location_id: location.cloned(),
+        kind: ChannelKind::Webhook,
+        target: "https://hooks.example/in".into(),
+        settings: json!({"secret": "s3cret"}),
+        enabled: true,
+    };
+    let here = s
+        .create_channel(a, &new_channel("ch-here", Some(&b.location)))
+        .await
+        .unwrap();
+    let everywhere = s
+        .create_channel(a, &new_channel("ch-all", None))
+        .await
+        .unwrap();
+    let elsewhere = s
+        .create_channel(a, &new_channel("ch-there", Some(&second_location)))
+        .await
+        .unwrap();
+    assert_eq!(s.channel(a, &here.id).await.unwrap(), here);
+    assert!(is_not_found(s.channel(&other.account, &here.id).await));
+
+    let update = ChannelUpdate {
+        target: "https://hooks.example/v2".into(),
+        settings: json!({"secret": "s3cret", "severities": ["critical"]}),
+        enabled: false,
+    };
+    assert!(is_not_found(
+        s.update_channel(&other.account, &here.id, &update).await
+    ));
+    let updated = s.update_channel(a, &here.id, &update).await.unwrap();
+    assert_eq!(
+        (updated.target.as_str(), updated.enabled, &updated.settings),
+        ("https://hooks.example/v2", false, &update.settings)
+    );
+    assert_eq!(updated.location_id.as_ref(), Some(&b.location));
+    assert_eq!(updated.kind, ChannelKind::Webhook);
+    assert_eq!(s.channel(a, &here.id).await.unwrap(), updated);
+
+    let note = |channel: &Channel, key: &str, at: Millis| NewNotification {
+        channel_id: channel.id.clone(),
+        idempotency_key: key.into(),
+        payload: json!({"test": true}),
+        next_attempt_at: at,
+        created_at: at,
+    };
+    let on_here = s
+        .enqueue_notification(a, &note(&here, "k-here", T0))
+        .await
+        .unwrap();
+    let on_all = s
+        .enqueue_notification(a, &note(&everywhere, "k-all", T0 + MIN))
+        .await
+        .unwrap();
+    let on_there = s
+        .enqueue_notification(a, &note(&elsewhere, "k-there", T0 + 2 * MIN))
+        .await
+        .unwrap();
+    let ids = |items: Vec<OutboxItem>| items.iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.location_outbox(a, &b.location, 10).await.unwrap()),
+        vec![on_all.id, on_here.id],
+        "the location's and the account-wide channels' items, newest first"
+    );
+    assert_eq!(
+        ids(s.location_outbox(a, &second_location, 10).await.unwrap()),
+        vec![on_there.id, on_all.id]
+    );
+    assert_eq!(
+        ids(s.location_outbox(a, &b.location, 1).await.unwrap()),
+        vec![on_all.id]
+    );
+    assert!(
+        s.location_outbox(&other.account, &b.location, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(is_not_found(
+        s.delete_channel(&other.account, &here.id).await
+    ));
+    assert_eq!(h.count("outbox").await, 3);
+    let removed = s.delete_channel(a, &here.id).await.unwrap();
+    assert_eq!(removed, updated);
+    assert!(is_not_found(s.channel(a, &here.id).await));
+    assert!(is_not_found(s.delete_channel(a, &here.id).await));
+    assert_eq!(h.count("outbox").await, 2, "its outbox rows went with it");
+    assert_eq!(
+        ids(s.location_outbox(a, &b.location, 10).await.unwrap()),
+        vec![on_all.id]
+    );
+    let left: Vec<String> = s
+        .channels(a)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(left, ["ch-all", "ch-there"]);
+}
+
 async fn dead_letters(h: &Harness) {
     let s = &*h.store;
     let big = vec![b'x'; DEAD_LETTER_PAYLOAD_CAP * 3];
@@ -2337,6 +2453,101 @@ async fn pg_connection_lost_mid_batch_is_unavailable_and_writes_nothing() {
         None,
         "the pool reconnects and the hot row is untouched"
     );
+}
+
+/// Issue 9's store queries: battery per tap and hour, export rows and their purge, the daily
+/// export's once-per-local-day claim, and the operator's list of every location.
+async fn reports_queries(h: &Harness) {
+    let s = &*h.store;
+    let b = bar(s, "r").await;
+    let other = bar(s, "r2").await;
+    let a = &b.account;
+    let mut r1 = reading(&b.device, 1, T0 + MIN, 60.0, 80.0);
+    r1.battery_pct = Some(90.0);
+    let mut r2 = reading(&b.device, 2, T0 + 2 * MIN, 59.0, 79.0);
+    r2.battery_pct = Some(80.0);
+    let mut r3 = reading(&b.device, 3, T0 + 61 * MIN, 58.0, 78.0);
+    r3.battery_pct = Some(70.0);
+    let mut r4 = reading(&b.device, 4, T0 + 62 * MIN, 58.0, 78.0);
+    r4.battery_pct = None;
+    s.ingest_batch(&[r1, r2, r3, r4]).await.unwrap();
+    let battery = s
+        .battery_by_hour(a, &b.location, T0, T0 + DAY)
+        .await
+        .unwrap();
+    assert_eq!(battery.len(), 2, "{battery:?}");
+    assert_eq!(battery[0].tap_id, b.tap1);
+    assert_eq!(battery[0].hour_start, T0);
+    assert!((battery[0].battery_pct - 85.0).abs() < 1e-9);
+    assert_eq!(battery[1].hour_start, T0 + BUCKET_1_HOUR);
+    assert!(
+        (battery[1].battery_pct - 70.0).abs() < 1e-9,
+        "readings without a battery do not count"
+    );
+    assert!(is_not_found(
+        s.battery_by_hour(&other.account, &b.location, T0, T0 + DAY)
+            .await
+    ));
+    assert!(
+        s.battery_by_hour(a, &b.location, T0 + DAY, T0 + 2 * DAY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let export = |id: &str, at: Millis| scalesense_store::ExportRecord {
+        id: id.into(),
+        account_id: a.clone(),
+        location_id: b.location.clone(),
+        format: "csv".into(),
+        file_name: format!("{id}.csv"),
+        bytes: 123,
+        created_by: "user:u1".into(),
+        created_at: at,
+    };
+    let stored = s.record_export(a, &export("ex-1", T0)).await.unwrap();
+    assert_eq!(stored, export("ex-1", T0));
+    s.record_export(a, &export("ex-2", T0 + DAY)).await.unwrap();
+    assert!(is_conflict(s.record_export(a, &export("ex-1", T0)).await));
+    assert!(
+        is_not_found(s.record_export(&other.account, &export("ex-3", T0)).await),
+        "another account's location"
+    );
+    let purged = s.purge_exports(T0 + DAY).await.unwrap();
+    assert_eq!(purged, vec![export("ex-1", T0)]);
+    assert!(s.purge_exports(T0 + DAY).await.unwrap().is_empty());
+    assert_eq!(h.count("exports").await, 1);
+
+    assert!(
+        s.claim_daily_export(a, &b.location, "2026-03-18", T0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.claim_daily_export(a, &b.location, "2026-03-18", T0 + MIN)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.claim_daily_export(a, &b.location, "2026-03-19", T0 + DAY)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.claim_daily_export(&other.account, &other.location, "2026-03-18", T0)
+            .await
+            .unwrap(),
+        "claims are per location"
+    );
+    assert!(is_not_found(
+        s.claim_daily_export(&other.account, &b.location, "2026-03-20", T0)
+            .await
+    ));
+    assert_eq!(h.count("daily_export_runs").await, 3);
+
+    let all = s.all_locations().await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, vec!["loc-r", "loc-r2"]);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ import { currentLocation, issueCommand, loadBeers, reloadTap } from '../data.js'
 import { Badge, ErrorNote, Field, Flags, LevelBar, TapSummary, beerOf, useTick } from '../components.js';
 import { HistoryChart } from '../chart.js';
 import { AssignKeg } from '../kegform.js';
+import { KickSuspected } from './board.js';
 
 const STATE_TONES = { pending: 'neutral', delivered: 'info', succeeded: 'ok', failed: 'critical', expired: 'warning' };
 const STATE_WORDS = { pending: 'sent, waiting for the scale', delivered: 'delivered', succeeded: 'done', failed: 'failed', expired: 'expired (the scale did not answer)' };
@@ -33,6 +34,10 @@ function Commands({ tap }) {
     .filter((c) => c.tap_id === tap.id)
     .sort((a, b) => Date.parse(b.issued_at) - Date.parse(a.issued_at))
     .slice(0, 6);
+  // A calibration answered here, or announced live (`calibration_updated`), means new figures.
+  const calibrations = Object.values(s.commands)
+    .filter((c) => c.tap_id === tap.id && c.command === 'calibrate' && c.state === 'succeeded').length
+    + (tap.device_id && s.devices[tap.device_id]?.calibrationStale ? 1 : 0);
 
   async function send(command, extra) {
     setError(null);
@@ -73,6 +78,7 @@ function Commands({ tap }) {
       <button type="submit" disabled=${busy === 'calibrate'}>Calibrate</button>
     </form>` : null}
     <${ErrorNote} error=${error} />
+    <${CalibrationFacts} deviceId=${tap.device_id} refresh=${calibrations} />
     ${mine.length ? html`<ul class="command-log">
       ${mine.map((c) => html`<li key=${c.id} data-testid="command-result" data-command=${c.command} data-state=${c.state}>
         <${Badge} tone=${STATE_TONES[c.state]}>${STATE_WORDS[c.state] || c.state}</${Badge}>
@@ -82,6 +88,21 @@ function Commands({ tap }) {
       </li>`)}
     </ul>` : null}
   </section>`;
+}
+
+/** The scale's current calibration and its drift against the previous one. */
+function CalibrationFacts({ deviceId, refresh }) {
+  const [calibration, setCalibration] = useState(null);
+  useEffect(() => {
+    setCalibration(null);
+    if (deviceId) api(`/devices/${seg(deviceId)}/calibration`).then((c) => setCalibration(c.current)).catch(() => {});
+  }, [deviceId, refresh]);
+  if (!calibration) return null;
+  const drift = calibration.drift_pct;
+  return html`<p class="muted small" data-testid="calibration">
+    Calibrated ${ago(calibration.at)} · ${Math.round(calibration.scale_factor)} counts/kg
+    ${drift === null || drift === undefined ? null : html` · drift <span class=${Math.abs(drift) > 2 ? 'warning' : ''}>${drift.toFixed(1)} %</span>`}
+  </p>`;
 }
 
 function KegInfo({ tap, report, onAssign }) {
@@ -152,6 +173,7 @@ export function TapDetail({ id }) {
         <h1>${tap.name}: ${beer?.name || 'no beer'}</h1>
         <p class="muted">${beer ? `${beer.brewery ? `${beer.brewery} · ` : ''}${beer.style} · ${beer.abv.toFixed(1)} % ABV` : ''}</p>
         <${Flags} tap=${tap} />
+        <${KickSuspected} tap=${tap} />
       </div>
       <div class="detail-level">
         <${LevelBar} level=${tap.level_pct} large />
@@ -165,7 +187,7 @@ export function TapDetail({ id }) {
     <${HistoryChart} tapId=${tap.id} timeZone=${currentLocation()?.time_zone} refreshKey=${refreshKey} />
     <div class="detail-grid">
       <${KegInfo} tap=${tap} report=${report} onAssign=${() => setAssigning(true)} />
-      ${can('view_reports') ? html`<${PourRate} report=${report} />` : null}
+      <${PourRate} report=${report} />
       <${Commands} tap=${tap} />
     </div>
   </section>`;

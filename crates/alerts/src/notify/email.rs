@@ -1,14 +1,15 @@
 //! E-mail over real SMTP with `lettre`: plain for a local relay (`scalesense up` next to a
 //! Postfix or a test sink), STARTTLS or implicit TLS (rustls with ring, webpki roots) for a
 //! provider, with optional credentials. Every message is `multipart/alternative` with a
-//! plain-text and an HTML body, both quoted-printable so any UTF-8 (beer names) arrives intact.
+//! plain-text and an HTML body, both quoted-printable so any UTF-8 (beer names) arrives intact;
+//! with attachments (the daily report's PDF), that pair is wrapped in `multipart/mixed`.
 //!
 //! This module must never log a password, and never wait longer than the configured timeout.
 
 use std::time::Duration;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment as AttachmentPart, Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -53,6 +54,15 @@ impl core::fmt::Debug for SmtpConfig {
             .field("timeout", &self.timeout)
             .finish()
     }
+}
+
+/// A file sent along with an e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    /// A MIME type, e.g. `application/pdf`.
+    pub content_type: String,
+    pub bytes: Vec<u8>,
 }
 
 /// Sends rendered e-mails through one SMTP server (connections are pooled).
@@ -112,6 +122,16 @@ impl Mailer {
 
     /// Sends `email` to every address in `to` (one message, all recipients in `To:`).
     pub async fn send(&self, to: &[String], email: &Email) -> Result<(), DeliveryError> {
+        self.send_with_attachments(to, email, &[]).await
+    }
+
+    /// Like [`Mailer::send`], with files attached (base64) after the text and HTML bodies.
+    pub async fn send_with_attachments(
+        &self,
+        to: &[String],
+        email: &Email,
+        attachments: &[Attachment],
+    ) -> Result<(), DeliveryError> {
         if to.is_empty() {
             return Err(DeliveryError::BadAddress {
                 address: String::new(),
@@ -130,12 +150,25 @@ impl Mailer {
                     .map_err(|_| DeliveryError::BadMessage("body cannot be encoded".into()))?;
             Ok(SinglePart::builder().header(content).body(body))
         };
+        let bodies = MultiPart::alternative()
+            .singlepart(part(ContentType::TEXT_PLAIN, &email.text)?)
+            .singlepart(part(ContentType::TEXT_HTML, &email.html)?);
+        let content = if attachments.is_empty() {
+            bodies
+        } else {
+            let mut mixed = MultiPart::mixed().multipart(bodies);
+            for a in attachments {
+                let content_type = ContentType::parse(&a.content_type).map_err(|e| {
+                    DeliveryError::BadMessage(format!("attachment type {:?}: {e}", a.content_type))
+                })?;
+                mixed = mixed.singlepart(
+                    AttachmentPart::new(a.filename.clone()).body(a.bytes.clone(), content_type),
+                );
+            }
+            mixed
+        };
         let message = builder
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(part(ContentType::TEXT_PLAIN, &email.text)?)
-                    .singlepart(part(ContentType::TEXT_HTML, &email.html)?),
-            )
+            .multipart(content)
             .map_err(|e| DeliveryError::BadMessage(e.to_string()))?;
         self.transport
             .send(message)

@@ -1,9 +1,9 @@
 //! Shared test fixtures: a bar in a SQLite store (temp file), a recording event sink, a
-//! readings helper, and a real SMTP server (a small sink speaking the protocol over TCP).
+//! readings helper, and a real SMTP server (the crate's `test_support` sink, shared with the
+//! `up` end-to-end test).
 #![allow(dead_code, clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use scalesense_alerts::{
     AlertEngine, AlertEvent, AlertEvents, BatchSummary, EvalReport, ManualClock,
@@ -13,8 +13,6 @@ use scalesense_store::{
     LocationId, NewChannel, NewDevice, NewKeg, RecordId, SqliteStore, Store, TapId, Units,
 };
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// 2026-06-10 12:00:00 UTC (13:00 in Dublin): inside any test bar's opening hours.
@@ -311,158 +309,10 @@ pub fn open_all_day() -> serde_json::Value {
     json!({})
 }
 
-/// One message an SMTP client delivered.
-#[derive(Debug, Clone)]
-pub struct Mail {
-    pub from: String,
-    pub rcpt: Vec<String>,
-    /// The DATA section, lines joined with `\n`, dot-stuffing undone.
-    pub data: String,
-}
+#[allow(unused_imports)] // not every test binary reads mail
+pub use scalesense_alerts::test_support::{Mail, next_mail};
 
-impl Mail {
-    /// A header's value, unfolded.
-    pub fn header(&self, name: &str) -> Option<String> {
-        let head = self.data.split("\n\n").next()?;
-        let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
-        unfolded.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    }
-
-    /// The multipart boundary of the message.
-    fn boundary(&self) -> Option<String> {
-        let content_type = self.header("Content-Type")?;
-        let start = content_type.find("boundary=")? + "boundary=".len();
-        Some(
-            content_type[start..]
-                .trim_matches('"')
-                .split('"')
-                .next()?
-                .to_owned(),
-        )
-    }
-
-    /// The decoded body of the first MIME part of `content_type`.
-    pub fn part(&self, content_type: &str) -> Option<String> {
-        let start = self.data.find(&format!("Content-Type: {content_type}"))?;
-        let rest = &self.data[start..];
-        let headers_end = rest.find("\n\n")?;
-        let headers = &rest[..headers_end];
-        let body = &rest[headers_end + 2..];
-        let boundary = self.boundary()?;
-        let body = &body[..body.find(&format!("\n--{boundary}")).unwrap_or(body.len())];
-        if headers.contains("quoted-printable") {
-            Some(decode_qp(body))
-        } else {
-            Some(body.to_owned())
-        }
-    }
-}
-
-fn decode_qp(s: &str) -> String {
-    let mut bytes = Vec::new();
-    let raw = s.as_bytes();
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'=' if raw.get(i + 1) == Some(&b'\n') => i += 2,
-            b'=' if i + 2 < raw.len() => {
-                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).unwrap();
-                bytes.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 3;
-            }
-            b => {
-                bytes.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(bytes).unwrap()
-}
-
-fn angle(arg: &str) -> String {
-    let start = arg.find('<').map_or(0, |i| i + 1);
-    let end = arg.find('>').unwrap_or(arg.len());
-    arg[start..end].to_owned()
-}
-
-/// A real SMTP server on a free loopback port: answers EHLO/HELO, MAIL, RCPT, DATA, RSET,
-/// NOOP and QUIT like a relay that accepts everything, and hands every message over.
+/// A real SMTP server on a free loopback port (see `scalesense_alerts::test_support`).
 pub async fn smtp_sink() -> (u16, mpsc::UnboundedReceiver<Mail>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write
-                    .write_all(b"220 sink.test ESMTP ready\r\n")
-                    .await
-                    .unwrap();
-                let mut from = String::new();
-                let mut rcpt = Vec::new();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let line = line.trim_end_matches('\r').to_owned();
-                    let verb = line.to_ascii_uppercase();
-                    let reply: &[u8] = if verb.starts_with("EHLO") {
-                        b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
-                    } else if verb.starts_with("HELO") {
-                        b"250 sink.test\r\n"
-                    } else if verb.starts_with("MAIL FROM:") {
-                        from = angle(&line);
-                        b"250 2.1.0 OK\r\n"
-                    } else if verb.starts_with("RCPT TO:") {
-                        rcpt.push(angle(&line));
-                        b"250 2.1.5 OK\r\n"
-                    } else if verb == "DATA" {
-                        write
-                            .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
-                            .await
-                            .unwrap();
-                        let mut data = Vec::new();
-                        while let Ok(Some(l)) = lines.next_line().await {
-                            let l = l.trim_end_matches('\r');
-                            if l == "." {
-                                break;
-                            }
-                            data.push(
-                                l.strip_prefix('.')
-                                    .filter(|_| l.starts_with(".."))
-                                    .unwrap_or(l)
-                                    .to_owned(),
-                            );
-                        }
-                        let _ = tx.send(Mail {
-                            from: std::mem::take(&mut from),
-                            rcpt: std::mem::take(&mut rcpt),
-                            data: data.join("\n"),
-                        });
-                        b"250 2.0.0 queued\r\n"
-                    } else if verb == "QUIT" {
-                        let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
-                        return;
-                    } else {
-                        b"250 2.0.0 OK\r\n"
-                    };
-                    if write.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, rx)
-}
-
-/// Waits for the next message, at most `secs`.
-pub async fn next_mail(rx: &mut mpsc::UnboundedReceiver<Mail>, secs: u64) -> Mail {
-    tokio::time::timeout(Duration::from_secs(secs), rx.recv())
-        .await
-        .expect("no e-mail arrived in time")
-        .expect("SMTP sink stopped")
+    scalesense_alerts::test_support::smtp_sink().await.unwrap()
 }

@@ -1,6 +1,8 @@
 //! Kegs: create (weights default to the beer's for the keg type, else the reference table),
 //! get, move through the lifecycle (tap, kick, remove), list per location, and the keg's
-//! readings.
+//! readings. Also the "Kicked?" rule ([`kick_suspected`]): a keg whose level stayed near zero
+//! for a while is suspected empty, for a manager to confirm with the kick move; the server never
+//! kicks a keg by itself.
 //!
 //! Weight and gravity rules are the domain crate's (`KegWeights::new`, `SpecificGravity`,
 //! `KegType`); the lifecycle's allowed moves are the store's. This module must never invent a
@@ -14,7 +16,9 @@ use axum::http::StatusCode;
 use scalesense_domain::keg::{KegType, KegWeights};
 use scalesense_domain::units::{Kilograms, SpecificGravity};
 use scalesense_proto::{LocationId, TapId};
-use scalesense_store::{BeerId, KegId, KegState, NewKeg, Series};
+use scalesense_store::{
+    AccountId, BeerId, KegId, KegState, Millis, NewKeg, Reading, Series, Store, StoreError,
+};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -25,6 +29,62 @@ use crate::pagination::{PageParams, encode, int_key, page_desc};
 use crate::routes::{WithLocation, audit, created_at, visible_keg, visible_location, visible_tap};
 use crate::state::ApiState;
 use crate::views::{KegPage, KegStateName, KegView, ReadingPage, ReadingView};
+
+/// A keg at or below this level (percent) may be empty…
+pub const KICK_LEVEL_PCT: f64 = 3.0;
+/// …once its readings have stayed there this long (ms).
+pub const KICK_AFTER_MS: Millis = 10 * 60 * 1_000;
+/// Readings looked at, at most, to decide it.
+const KICK_READINGS: u32 = 5_000;
+
+/// Whether `readings` (one keg's, oldest first, ending with its latest) say the keg is empty:
+/// the latest is stable and every reading of the last [`KICK_AFTER_MS`] (and the one just before
+/// that span) is at or below [`KICK_LEVEL_PCT`]. A single low reading, or a keg that was lifted
+/// and came back above the threshold, does not count.
+pub fn looks_empty(readings: &[Reading]) -> bool {
+    let Some(last) = readings.last() else {
+        return false;
+    };
+    if !last.stable || last.level_pct > KICK_LEVEL_PCT {
+        return false;
+    }
+    let low_since = readings
+        .iter()
+        .rev()
+        .take_while(|r| r.level_pct <= KICK_LEVEL_PCT)
+        .last()
+        .map_or(last.ts, |r| r.ts);
+    last.ts - low_since >= KICK_AFTER_MS
+}
+
+/// The "Kicked?" suspicion for the keg tapped on a tap whose latest reading is at `latest_ts`
+/// with `level_pct`: reads the keg's readings of the last [`KICK_AFTER_MS`] (plus a margin) and
+/// applies [`looks_empty`]. Costs a query only when the level is already low.
+pub async fn kick_suspected(
+    store: &dyn Store,
+    account: &AccountId,
+    keg: &KegId,
+    level_pct: Option<f64>,
+    latest_ts: Option<Millis>,
+) -> Result<bool, StoreError> {
+    let (Some(level), Some(latest)) = (level_pct, latest_ts) else {
+        return Ok(false);
+    };
+    if level > KICK_LEVEL_PCT {
+        return Ok(false);
+    }
+    let start = latest.saturating_sub(KICK_AFTER_MS + KICK_AFTER_MS / 2);
+    let readings = store
+        .readings(
+            account,
+            &Series::Keg(keg.clone()),
+            start,
+            latest.saturating_add(1),
+            KICK_READINGS,
+        )
+        .await?;
+    Ok(looks_empty(&readings))
+}
 
 /// A new keg, in state `created`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -100,7 +160,7 @@ pub async fn create(
         .map_err(|e| ApiError::field("beer_id", e.to_string()))?;
     let beer = match state.store.beer(&caller.account, &beer_id).await {
         Ok(beer) => beer,
-        Err(scalesense_store::StoreError::NotFound { .. }) => {
+        Err(StoreError::NotFound { .. }) => {
             return Err(ApiError::field("beer_id", "no such beer"));
         }
         Err(e) => return Err(e.into()),
@@ -271,6 +331,15 @@ pub async fn update(
         }
         _ => return Err(ApiError::field("state", "not a move a keg can make")),
     };
+    // Tapping puts the keg (and its beer) on a tap; kicking or removing a tapped keg frees it.
+    let freed = (keg.state == KegState::Tapped).then_some(keg.tap_id.as_ref());
+    if let Some(tap) = freed.flatten().or(updated
+        .tap_id
+        .as_ref()
+        .filter(|_| updated.state == KegState::Tapped))
+    {
+        state.tap_changed(&keg.location_id, tap, &["keg_id", "beer_id"]);
+    }
     let before = KegView::from(&keg);
     let after = KegView::from(&updated);
     audit(
@@ -396,7 +465,7 @@ impl Validate for ReadingsQuery {
 }
 
 /// The sort key of a reading: time, then its identity (unique per reading).
-fn reading_key(r: &scalesense_store::Reading) -> String {
+fn reading_key(r: &Reading) -> String {
     format!(
         "{}/{}/{}/{}",
         int_key(r.ts),
@@ -466,4 +535,54 @@ pub async fn readings(
         items: rows.iter().map(ReadingView::from).collect(),
         next_cursor,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Millis = 60_000;
+
+    fn reading(ts: Millis, level_pct: f64, stable: bool) -> Reading {
+        let keg = KegId::try_from("keg-1").unwrap();
+        Reading {
+            device_id: "SCALE-0001".try_into().unwrap(),
+            boot: 1,
+            seq: ts,
+            series: Series::Keg(keg.clone()),
+            tap_id: "loc-001#TAP#01".try_into().unwrap(),
+            keg_id: Some(keg),
+            ts,
+            weight_kg: 14.0,
+            level_pct,
+            volume_l: None,
+            battery_v: None,
+            battery_pct: None,
+            rssi: None,
+            stable,
+        }
+    }
+
+    fn series(levels: &[(Millis, f64)]) -> Vec<Reading> {
+        levels.iter().map(|&(t, l)| reading(t, l, true)).collect()
+    }
+
+    #[test]
+    fn a_keg_is_suspected_empty_only_after_ten_minutes_near_zero() {
+        // Every minute at 2 %: nine minutes are not enough, ten are.
+        let low: Vec<(Millis, f64)> = (0..=10).map(|m| (m * MIN, 2.0)).collect();
+        assert!(!looks_empty(&series(&low[..10])));
+        assert!(looks_empty(&series(&low)));
+        // A reading above 3 % in between restarts the wait.
+        let mut lifted = low.clone();
+        lifted[5].1 = 40.0;
+        assert!(!looks_empty(&series(&lifted)));
+        // Exactly 3 % still counts as near zero; a pour going on (unstable) does not decide.
+        let at_threshold: Vec<(Millis, f64)> = (0..=10).map(|m| (m * MIN, 3.0)).collect();
+        assert!(looks_empty(&series(&at_threshold)));
+        let mut pouring = series(&low);
+        pouring.last_mut().unwrap().stable = false;
+        assert!(!looks_empty(&pouring));
+        assert!(!looks_empty(&[]));
+    }
 }

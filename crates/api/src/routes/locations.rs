@@ -1,10 +1,11 @@
-//! Locations: list, get, settings (read and change), and the inventory export placeholder.
+//! Locations: list, get, settings (read and change), and the inventory export.
 //!
 //! A location's settings are one JSON document in the store. This module owns the keys the API
 //! writes — `thresholds` (the domain's [`Thresholds`]), `pour_rate` ([`PourRateConfig`]),
-//! `quiet_hours` ([`QuietHours`]) and `raw_retention_days` — and keeps every other key as it
-//! found it. Every value is checked by the domain crate before it is stored; a stored document
-//! that no longer parses reads as the defaults, never as an error.
+//! `quiet_hours` ([`QuietHours`]), `raw_retention_days` and `export_time` (the daily report
+//! e-mail) — and keeps every other key as it found it. Every value is checked by the domain
+//! crate before it is stored; a stored document that no longer parses reads as the defaults,
+//! never as an error.
 
 use axum::Json;
 use axum::extract::State;
@@ -33,6 +34,8 @@ struct SettingsDoc {
     pour_rate: PourRateConfig,
     quiet_hours: Option<QuietHours>,
     raw_retention_days: Option<u32>,
+    /// Read leniently (any JSON): the daily export reads it the same way.
+    export_time: Option<Value>,
 }
 
 fn settings_doc(location: &Location) -> SettingsDoc {
@@ -137,6 +140,8 @@ pub struct SettingsView {
     pub quiet_hours: Option<QuietHoursBody>,
     /// Days raw readings are kept (rollups: a year).
     pub raw_retention_days: u32,
+    /// Local time of the daily inventory e-mail (`HH:MM`, default `10:00`), or `off`.
+    pub export_time: String,
 }
 
 fn settings_view(location: &Location) -> SettingsView {
@@ -176,6 +181,12 @@ fn settings_view(location: &Location) -> SettingsView {
         raw_retention_days: doc
             .raw_retention_days
             .unwrap_or(u32::try_from(scalesense_store::DEFAULT_RAW_RETENTION_DAYS).unwrap_or(30)),
+        export_time: doc
+            .export_time
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap_or("10:00")
+            .to_owned(),
     }
 }
 
@@ -195,6 +206,9 @@ pub struct SettingsPatch {
     pub quiet_hours: Option<Option<QuietHoursBody>>,
     #[schema(minimum = 1, maximum = 3650)]
     pub raw_retention_days: Option<u32>,
+    /// Local time of the daily inventory e-mail, `HH:MM`, or `off`.
+    #[schema(example = "10:00", pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|off)$")]
+    pub export_time: Option<String>,
 }
 
 impl ThresholdsBody {
@@ -261,6 +275,13 @@ impl Validate for SettingsPatch {
                 (1..=3650).contains(&days),
                 "raw_retention_days",
                 "must be 1 to 3650",
+            );
+        }
+        if let Some(t) = &self.export_time {
+            c.check(
+                t == "off" || parse_time(t).is_some(),
+                "export_time",
+                "must be HH:MM or off",
             );
         }
         if let Some(Some(q)) = &self.quiet_hours {
@@ -387,6 +408,9 @@ fn merged_settings(location: &Location, patch: &SettingsPatch) -> Result<Value, 
     if let Some(days) = patch.raw_retention_days {
         doc.insert("raw_retention_days".into(), Value::from(days));
     }
+    if let Some(t) = &patch.export_time {
+        doc.insert("export_time".into(), Value::from(t.as_str()));
+    }
     Ok(Value::Object(doc))
 }
 
@@ -507,23 +531,25 @@ impl Validate for ExportParams {
     }
 }
 
-/// Inventory export (CSV/PDF). **Not available yet**: this placeholder answers `501` until the
-/// reports issue delivers the exports; the route, its permission (managers) and its parameters
-/// are final.
+/// Inventory export (managers): generates the CSV (RFC 4180, units in column names) or the
+/// A4 PDF of the location's inventory and answers with a signed download link valid 15
+/// minutes. Files are removed after 24 hours.
 #[utoipa::path(get, path = "/api/v1/locations/{id}/inventory/export", tag = "locations",
     params(("id" = String, Path, description = "Location id"), ExportParams),
-    responses((status = 501, description = "Not implemented yet: arrives with the reports issue", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = crate::routes::reports::ExportLink)),
 )]
 pub async fn inventory_export(
     State(state): State<ApiState>,
     Authorized(caller, ..): Authorized<perm::ViewReports>,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(_params): ApiQuery<ExportParams>,
-) -> ApiError {
-    match visible_location(&state, &caller, &id).await {
-        Ok(_) => ApiError::NotImplemented("inventory export arrives with the reports issue".into()),
-        Err(e) => e,
-    }
+    ApiQuery(params): ApiQuery<ExportParams>,
+) -> Result<Json<crate::routes::reports::ExportLink>, ApiError> {
+    let location = visible_location(&state, &caller, &id).await?;
+    let format = scalesense_reports::ExportFormat::parse(params.format.as_deref().unwrap_or("pdf"))
+        .ok_or_else(|| ApiError::field("format", "must be csv or pdf"))?;
+    Ok(Json(
+        crate::routes::reports::export_inventory(&state, &caller, &location, format).await?,
+    ))
 }
 
 #[cfg(test)]
@@ -566,6 +592,7 @@ mod tests {
         assert_eq!(merged["thresholds"]["low_keg_warning_pct"], 30.0);
         let view = settings_view(&location(merged));
         assert_eq!(view.quiet_hours.unwrap().open, "16:00");
+        assert_eq!(view.export_time, "10:00");
         assert_eq!(view.thresholds.low_keg_critical_pct, Some(10.0));
     }
 

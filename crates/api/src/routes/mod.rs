@@ -9,10 +9,12 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod beers;
+pub mod channels;
 pub mod commands;
 pub mod devices;
 pub mod kegs;
 pub mod locations;
+pub mod reports;
 pub mod taps;
 pub mod users;
 
@@ -48,6 +50,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/locations/{id}/devices", get(devices::list))
         .route("/locations/{id}/alerts", get(alerts::active))
         .route("/locations/{id}/alerts/history", get(alerts::history))
+        .route("/locations/{id}/channels", get(channels::list))
+        .route("/locations/{id}/notifications", get(channels::deliveries))
+        .route("/channels", post(channels::create))
+        .route(
+            "/channels/{id}",
+            axum::routing::patch(channels::update).delete(channels::remove),
+        )
+        .route("/channels/{id}/test", post(channels::test))
         .route(
             "/locations/{id}/alerts/{kind}/{entity}/acknowledge",
             post(alerts::acknowledge),
@@ -56,6 +66,16 @@ pub fn router(state: ApiState) -> Router {
             "/locations/{id}/inventory/export",
             get(locations::inventory_export),
         )
+        .route("/locations/{id}/reports/inventory", get(reports::inventory))
+        .route(
+            "/locations/{id}/reports/pour-by-hour",
+            get(reports::pour_by_hour),
+        )
+        .route("/locations/{id}/reports/styles", get(reports::styles))
+        .route("/locations/{id}/reports/lifespans", get(reports::lifespans))
+        .route("/locations/{id}/reports/kicked", get(reports::kicked))
+        .route("/locations/{id}/reports/battery", get(reports::battery))
+        .route("/downloads/{file}", get(reports::download))
         .route("/taps/{id}", get(taps::get_one).patch(taps::update))
         .route("/taps/{id}/command", post(commands::issue))
         .route("/taps/{id}/history", get(taps::history))

@@ -13,7 +13,7 @@ use scalesense_domain::history::{bin_for_range, parse_range};
 use scalesense_domain::pour::{PourSample, pour_rate};
 use scalesense_domain::units::{EpochMs, Litres};
 use scalesense_proto::LocationId;
-use scalesense_store::{BeerId, HistorySource, KegId, KegState, Series, Tap};
+use scalesense_store::{BeerId, HistorySource, KegId, KegState, Series, Tap, TapState};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -23,7 +23,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Checks, Validate, path_id};
 use crate::pagination::{PageParams, int_key, page};
 use crate::routes::locations::pour_rate_config;
-use crate::routes::{audit, visible_tap};
+use crate::routes::{audit, kegs, visible_tap};
 use crate::state::ApiState;
 use crate::views::{TapPage, TapView, UnitsName, gallons, ts};
 
@@ -81,13 +81,15 @@ pub async fn list(
         state.store.taps(&caller.account, &location_id),
     )?;
     let (items, next_cursor) = page(taps, &params, |t| int_key(i64::from(t.tap.number)))?;
+    let mut views = Vec::with_capacity(items.len());
+    for v in &items {
+        let suspected = suspected(&state, &caller, &v.tap, &v.state).await?;
+        views.push(TapView::new(&v.tap, &v.state, location.units).with_kick_suspected(suspected));
+    }
     let body = TapPage {
         location_id: location.id.to_string(),
         units: location.units.into(),
-        items: items
-            .iter()
-            .map(|v| TapView::new(&v.tap, &v.state, location.units))
-            .collect(),
+        items: views,
         next_cursor,
     };
     let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -119,7 +121,28 @@ async fn tap_view(state: &ApiState, caller: &Caller, tap: &Tap) -> Result<TapVie
         .store
         .location(&caller.account, &tap.location_id)
         .await?;
-    Ok(TapView::new(tap, &tap_state, location.units))
+    let suspected = suspected(state, caller, tap, &tap_state).await?;
+    Ok(TapView::new(tap, &tap_state, location.units).with_kick_suspected(suspected))
+}
+
+/// The "Kicked?" suspicion for the keg on `tap` (see [`kegs::kick_suspected`]).
+async fn suspected(
+    state: &ApiState,
+    caller: &Caller,
+    tap: &Tap,
+    tap_state: &TapState,
+) -> Result<bool, ApiError> {
+    let Some(keg) = &tap.keg_id else {
+        return Ok(false);
+    };
+    Ok(kegs::kick_suspected(
+        state.store.as_ref(),
+        &caller.account,
+        keg,
+        tap_state.level_pct,
+        tap_state.updated_at,
+    )
+    .await?)
 }
 
 /// One tap with its live state.
@@ -269,6 +292,7 @@ pub async fn update(
     }
     let tap = state.store.tap(&caller.account, &tap.id).await?;
     let after = tap_view(&state, &caller, &tap).await?;
+    announce(&state, &tap, &before, &after);
     audit(
         &state,
         &caller,
@@ -279,6 +303,20 @@ pub async fn update(
     )
     .await;
     Ok(Json(after))
+}
+
+/// Tells the dashboards which of the tap's assignments a write changed, if any.
+fn announce(state: &ApiState, tap: &Tap, before: &TapView, after: &TapView) {
+    let changed: Vec<&str> = [
+        ("beer_id", before.beer_id != after.beer_id),
+        ("keg_id", before.keg_id != after.keg_id),
+    ]
+    .into_iter()
+    .filter_map(|(field, differs)| differs.then_some(field))
+    .collect();
+    if !changed.is_empty() {
+        state.tap_changed(&tap.location_id, &tap.id, &changed);
+    }
 }
 
 /// `?range=`.
@@ -453,16 +491,88 @@ pub struct TapReport {
     pub pour_rate: Option<PourRateView>,
     /// `null`: no keg tapped.
     pub keg: Option<KegLifeView>,
+    /// Poured on this tap (every keg) over the last 24 hours and 7 days.
+    pub poured_24h_l: f64,
+    pub poured_24h_gal: f64,
+    pub poured_7d_l: f64,
+    pub poured_7d_gal: f64,
+    /// Earlier kegs on this tap over the last 90 days, newest first.
+    pub past_kegs: Vec<PastKegView>,
 }
 
-/// Pour rate, hours remaining and the current keg's life (managers).
+/// An earlier keg's life on the tap.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PastKegView {
+    pub keg_id: String,
+    pub beer_id: String,
+    #[schema(format = DateTime)]
+    pub tapped_at: Option<String>,
+    /// The kick, or the last reading when it was removed without one.
+    #[schema(format = DateTime)]
+    pub ended_at: Option<String>,
+    pub kicked: bool,
+    pub lifespan_secs: Option<u64>,
+    pub poured_l: f64,
+    pub poured_gal: f64,
+}
+
+/// The tap's earlier kegs (not `current`, not still tapped), newest tapping first.
+fn past_kegs(
+    rows: Vec<scalesense_store::KegReportRow>,
+    current: Option<&KegId>,
+) -> Vec<PastKegView> {
+    let mut past: Vec<PastKegView> = rows
+        .into_iter()
+        .filter(|r| Some(&r.keg_id) != current && r.state != KegState::Tapped)
+        .map(|r| {
+            let ended = r.kicked_at.or(r.last_reading);
+            PastKegView {
+                keg_id: r.keg_id.to_string(),
+                beer_id: r.beer_id.to_string(),
+                tapped_at: r.tapped_at.map(ts),
+                ended_at: ended.map(ts),
+                kicked: r.kicked_at.is_some(),
+                lifespan_secs: r
+                    .tapped_at
+                    .zip(ended)
+                    .and_then(|(t, e)| u64::try_from((e - t) / 1000).ok()),
+                poured_l: r.poured_l,
+                poured_gal: gallons(r.poured_l),
+            }
+        })
+        .collect();
+    past.sort_by(|a, b| b.tapped_at.cmp(&a.tapped_at));
+    past
+}
+
+/// Litres poured on `tap` in `[start, end)`, and its kegs' rows (from the rollups).
+async fn tap_kegs(
+    state: &ApiState,
+    caller: &Caller,
+    tap: &Tap,
+    start: i64,
+    end: i64,
+) -> Result<(f64, Vec<scalesense_store::KegReportRow>), ApiError> {
+    let rows: Vec<_> = state
+        .store
+        .keg_report(&caller.account, &tap.location_id, start, end)
+        .await?
+        .into_iter()
+        .filter(|r| r.tap_id.as_ref() == Some(&tap.id))
+        .collect();
+    Ok((rows.iter().map(|r| r.poured_l).sum(), rows))
+}
+
+/// Pour rate, hours remaining and the current keg's life. Everyone who sees the tap may read
+/// it: "what runs out tonight" is the bar staff's question (BRIEF §1); the location-wide
+/// reports and exports stay with managers.
 #[utoipa::path(get, path = "/api/v1/taps/{id}/report", tag = "taps",
     params(("id" = String, Path, description = "Tap id (`#` as `%23`)")),
     responses((status = 200, body = TapReport)),
 )]
 pub async fn report(
     State(state): State<ApiState>,
-    Authorized(caller, ..): Authorized<perm::ViewReports>,
+    Authorized(caller, ..): Authorized<perm::ViewTaps>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TapReport>, ApiError> {
     let tap = visible_tap(&state, &caller, &id).await?;
@@ -535,7 +645,17 @@ pub async fn report(
         }
         None => None,
     };
+    let end = now.saturating_add(1);
+    let (poured_24h, _) = tap_kegs(&state, &caller, &tap, end - 86_400_000, end).await?;
+    let (poured_7d, _) = tap_kegs(&state, &caller, &tap, end - 7 * 86_400_000, end).await?;
+    let (_, history) = tap_kegs(&state, &caller, &tap, end - 90 * 86_400_000, end).await?;
+    let past_kegs = past_kegs(history, tap.keg_id.as_ref());
     Ok(Json(TapReport {
+        poured_24h_l: poured_24h,
+        poured_24h_gal: gallons(poured_24h),
+        poured_7d_l: poured_7d,
+        poured_7d_gal: gallons(poured_7d),
+        past_kegs,
         tap_id: tap.id.to_string(),
         keg_id: tap.keg_id.as_ref().map(ToString::to_string),
         beer_id: tap.beer_id.as_ref().map(ToString::to_string),

@@ -119,6 +119,8 @@ pub struct Harness {
     pub sink: Arc<RecordingCommandSink>,
     pub fx: Fixture,
     pub store: Arc<dyn Store>,
+    /// Where inventory exports are written (issue 9).
+    pub exports_dir: tempfile::TempDir,
     _cleanup: Cleanup,
 }
 
@@ -139,7 +141,15 @@ impl Harness {
         let fx = fixture::seed(store.as_ref()).await.unwrap();
         let clock = Arc::new(FixedClock::new(T0));
         let sink = Arc::new(RecordingCommandSink::default());
-        let state = ApiState::new(store.clone(), clock.clone(), sink.clone(), config).unwrap();
+        let exports_dir = tempfile::tempdir().unwrap();
+        let exporter = scalesense_reports::Exporter::new(
+            store.clone(),
+            exports_dir.path(),
+            scalesense_reports::LinkSigner::new(b"api tests: download link secret".to_vec()),
+        );
+        let state = ApiState::new(store.clone(), clock.clone(), sink.clone(), config)
+            .unwrap()
+            .with_exports(Arc::new(exporter));
         Self {
             router: scalesense_api::router(state.clone()),
             state,
@@ -147,6 +157,7 @@ impl Harness {
             sink,
             fx,
             store,
+            exports_dir,
             _cleanup: cleanup,
         }
     }
