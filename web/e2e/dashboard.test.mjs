@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -394,6 +394,25 @@ test('a manager adds an e-mail channel in the settings; the list shows it and a 
   await page.context().close();
 });
 
+test('a manager reads the reports and downloads the inventory as CSV', async () => {
+  const page = await openPage(DESKTOP, 'reports');
+  await signIn(page, MANAGER);
+  await page.goto(`${base}/#/reports`);
+  const rows = page.locator('[data-testid=inventory] tbody tr');
+  await rows.first().waitFor({ timeout: 15_000 });
+  assert.equal(await rows.count(), SCALES, 'one inventory row per tap');
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: 15_000 }),
+    page.getByTestId('export-csv').click(),
+  ]);
+  const csv = await readFile(await download.path(), 'utf8');
+  const lines = csv.trim().split('\r\n');
+  assert.match(lines[0], /^tap_number,tap_name,beer,/, csv);
+  assert.equal(lines.length, SCALES + 1, csv);
+  await shot(page, 'desktop-reports');
+  await page.context().close();
+});
+
 test('every screen renders at phone and desktop size', async () => {
   const screens = [
     ['board', '#/', '[data-testid=tap-card]'],
@@ -403,6 +422,7 @@ test('every screen renders at phone and desktop size', async () => {
     ['devices', '#/devices', '[data-testid=device-row]'],
     ['settings', '#/settings', 'button:has-text("Save settings")'],
     ['users', '#/users', '[data-testid=user-row]'],
+    ['reports', '#/reports', '[data-testid=inventory]'],
     ['tv', '#/tv', '[data-testid=tv] .tv-tap'],
   ];
   for (const [sizeName, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {

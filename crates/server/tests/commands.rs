@@ -25,7 +25,7 @@ use scalesense_api::{ApiConfig, ApiState};
 use scalesense_firmware_core::calibration::{Calibration, TareRecord};
 use scalesense_firmware_core::ring::PublishId;
 use scalesense_firmware_core::settings::{MemoryStore, Settings};
-use scalesense_firmware_core::{Action, DeviceConfig, Scale};
+use scalesense_firmware_core::{Action, DeviceConfig, Handled, Scale};
 use scalesense_proto::payload::VersionString;
 use scalesense_proto::{DeviceId, LocationId, TapId};
 use scalesense_server::commands::{MqttCommandSink, expire_due};
@@ -424,6 +424,8 @@ struct TestScale {
     lbs: f64,
     link: Option<ScaleLink>,
     transcript: Vec<String>,
+    /// Power fails right after the next command has run, before its answer is sent.
+    crash_after_next_command: bool,
 }
 
 struct ScaleLink {
@@ -456,27 +458,24 @@ impl TestScale {
             },
             ..Settings::default()
         };
-        let now = u64::try_from(clock.now()).unwrap();
-        let Ok(mut scale) = Scale::new(
-            DeviceConfig {
-                device_id: device.clone(),
-                firmware_version: VersionString::try_from("1.0.0").unwrap(),
-            },
-            MemoryStore::with(settings),
-            now,
-        );
-        scale.on_clock(now, now);
-        // The board measures its battery (4.0 V cell, halved by the divider) and signal at boot.
-        scale.on_battery(scalesense_firmware_core::battery::Battery::from_pin_millivolts(2_000));
-        scale.on_rssi(-60);
         Self {
             device: device.clone(),
-            scale,
+            scale: boot(device, clock, settings),
             clock: Arc::clone(clock),
             lbs,
             link: None,
             transcript: Vec::new(),
+            crash_after_next_command: false,
         }
+    }
+
+    /// Power comes back: the firmware starts over from the settings it had saved, and whatever
+    /// it had not yet sent is gone with the connection.
+    fn reboot(&mut self) {
+        self.link = None;
+        let settings = self.scale.settings().clone();
+        self.scale = boot(&self.device, &self.clock, settings);
+        self.transcript.push("scale  :: rebooted".to_owned());
     }
 
     fn connect(&mut self, broker: &BrokerUrl) {
@@ -539,6 +538,12 @@ impl TestScale {
                 if !p.payload.is_empty() {
                     let handled = self.scale.on_message(now, &p.topic, &p.payload);
                     self.transcript.push(format!("scale  :: {handled:?}"));
+                    if matches!(handled, Ok(Handled::Command { .. }))
+                        && self.crash_after_next_command
+                    {
+                        self.crash_after_next_command = false;
+                        self.reboot();
+                    }
                 }
             }
             Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
@@ -620,6 +625,24 @@ impl TestScale {
             }
         }
     }
+}
+
+/// A scale's firmware starting with `settings` saved.
+fn boot(device: &DeviceId, clock: &Arc<TestClock>, settings: Settings) -> Scale<MemoryStore> {
+    let now = u64::try_from(clock.now()).unwrap();
+    let Ok(mut scale) = Scale::new(
+        DeviceConfig {
+            device_id: device.clone(),
+            firmware_version: VersionString::try_from("1.0.0").unwrap(),
+        },
+        MemoryStore::with(settings),
+        now,
+    );
+    scale.on_clock(now, now);
+    // The board measures its battery (4.0 V cell, halved by the divider) and signal at boot.
+    scale.on_battery(scalesense_firmware_core::battery::Battery::from_pin_millivolts(2_000));
+    scale.on_rssi(-60);
+    scale
 }
 
 fn raw(lbs: f64) -> i32 {
@@ -935,6 +958,99 @@ async fn mosquitto_an_expired_command_is_never_run_by_a_late_scale() {
         return;
     };
     Box::pin(late_scale(broker)).await;
+}
+
+/// A scale that runs a command and loses power before its answer leaves. After the reboot the
+/// retained command arrives again and is recognised as already run, so nothing runs twice; no
+/// answer ever comes, so the command expires and its retained message is cleared: nothing hangs.
+async fn reboot_mid_command(broker: Broker) {
+    let stack = Stack::start(broker).await;
+    let (device, tap, keg) = stack.scale_with_keg(3).await;
+    let mut scale = TestScale::new(&device, &stack.clock, FULL_LBS);
+    scale.connect(&stack.mqtt);
+    scale.run_for(30_000).await;
+    assert!(scale.scale.is_connected());
+
+    scale.crash_after_next_command = true;
+    let id = stack.command(&tap, json!({ "command": "tare_full" })).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while scale.link.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the scale to run the command and reboot"
+        );
+        scale.turn().await;
+    }
+    // It ran: the full tare is in the settings it saved before the power failed.
+    let tared = scale.scale.settings().tare.full;
+    assert!(tared.is_some(), "{:?}", scale.transcript);
+
+    scale.connect(&stack.mqtt);
+    let transcript_from = scale.transcript.len();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !scale.transcript[transcript_from..]
+        .iter()
+        .any(|l| l.contains("Duplicate"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the retained command to arrive again: {:?}",
+            scale.transcript
+        );
+        scale.turn().await;
+    }
+    scale.run_for(10_000).await;
+    assert_eq!(scale.scale.settings().tare.full, tared, "run once only");
+    assert!(
+        !scale.transcript[transcript_from..]
+            .iter()
+            .any(|l| l.starts_with("scale  -> keg/response/")),
+        "a command already run is not answered again: {:?}",
+        scale.transcript
+    );
+    assert_eq!(stack.command_state(&id).await["state"], "pending");
+
+    // The answer never comes: the sweep expires the command and clears its retained message.
+    stack.clock.advance(11 * 60_000);
+    assert_eq!(
+        expire_due(
+            stack.store.store.as_ref(),
+            stack.acks.as_ref(),
+            stack.clock.now()
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(stack.command_state(&id).await["state"], "expired");
+    wait_for("the expired command to be cleared", WAIT, || async {
+        !retained_on(&stack.mqtt, &format!("keg/command/{device}/+")).await
+    })
+    .await;
+    assert!(
+        stack
+            .store
+            .store
+            .tare_records(&account(), &keg)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the server records no tare it never heard of"
+    );
+    stack.stop(&[&device]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_a_scale_rebooting_mid_command_leaves_nothing_hanging() {
+    Box::pin(reboot_mid_command(Broker::Embedded)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_a_scale_rebooting_mid_command_leaves_nothing_hanging() {
+    let Some(broker) = Broker::mosquitto() else {
+        return;
+    };
+    Box::pin(reboot_mid_command(broker)).await;
 }
 
 /// Two calibrations with the same reference weight, the second reading 5 % more counts: the

@@ -67,7 +67,10 @@ function BatteryChart({ report }) {
         width: box.current.clientWidth || 600,
         height: 220,
         tzDate: (ts) => UPlot.tzDate(new Date(ts * 1000), report.time_zone),
-        scales: { pct: { auto: false, range: [0, 100] } },
+        scales: {
+          x: { time: true, range: (u, min, max) => [Math.min(min, max - 7 * 86400), Math.max(max, min + 3600)] },
+          pct: { auto: false, range: [0, 100] },
+        },
         series: [{}, ...report.devices.map((d, i) => ({
           label: d.device_id || d.tap_name, scale: 'pct', stroke: colours[i % colours.length], width: 1.5,
           spanGaps: true, value: (u, v) => (v === null || v === undefined ? '—' : `${v.toFixed(0)} %`),
@@ -114,14 +117,14 @@ function ExportButtons({ locationId }) {
 
 function Inventory({ report }) {
   const unit = report.volume_unit;
-  return html`<table class="table" data-testid="inventory">
+  return html`<div class="table-wrap"><table class="table" data-testid="inventory">
     <thead><tr><th>Tap</th><th>Beer</th><th>Style</th><th>Keg type</th><th>Level %</th>
       <th>Left (${unit})</th><th>Hours left</th><th>Tapped</th></tr></thead>
     <tbody>${report.taps.map((t) => html`<tr key=${t.tap_id} class=${t.low || ''} data-low=${t.low || ''}>
       <td>${t.tap_number} ${t.tap_name}</td><td>${t.beer || '—'}</td><td>${t.style || ''}</td>
       <td>${t.keg_type || ''}</td><td>${num(t.level_pct)}</td><td>${num(t.volume_left)}</td>
       <td>${num(t.hours_remaining)}</td><td>${t.tapped_date || ''}</td></tr>`)}</tbody>
-  </table>`;
+  </table></div>`;
 }
 
 export function Reports() {
@@ -158,10 +161,10 @@ export function Reports() {
     </section>
     <section class="card">
       <h2>Style split <span class="muted small">last ${styles.days} days</span></h2>
-      ${styles.styles.length === 0 ? html`<${Empty}>Nothing poured yet.</${Empty}>` : html`<table class="table" data-testid="styles">
+      ${styles.styles.length === 0 ? html`<${Empty}>Nothing poured yet.</${Empty}>` : html`<div class="table-wrap"><table class="table" data-testid="styles">
         <thead><tr><th>Style</th><th>Poured (${unit})</th><th>Share</th></tr></thead>
         <tbody>${styles.styles.map((x) => html`<tr key=${x.style}><td>${x.style}</td><td>${num(x.volume)}</td>
-          <td>${num(x.share_pct)} %</td></tr>`)}</tbody></table>`}
+          <td>${num(x.share_pct)} %</td></tr>`)}</tbody></table></div>`}
     </section>
     <section class="card">
       <h2>Kegs kicked per week</h2>
@@ -170,11 +173,11 @@ export function Reports() {
     </section>
     <section class="card">
       <h2>Keg lifespans <span class="muted small">${lifespans.average_kicked_hours === null ? '' : `kicked kegs last ${num(lifespans.average_kicked_hours)} h on average`}</span></h2>
-      ${lifespans.kegs.length === 0 ? html`<${Empty}>No kegs in the last 90 days.</${Empty}>` : html`<table class="table" data-testid="lifespans">
+      ${lifespans.kegs.length === 0 ? html`<${Empty}>No kegs in the last 90 days.</${Empty}>` : html`<div class="table-wrap"><table class="table" data-testid="lifespans">
         <thead><tr><th>Keg</th><th>Beer</th><th>Tapped</th><th>Ended</th><th>Hours</th><th>Poured (${unit})</th></tr></thead>
         <tbody>${lifespans.kegs.map((k) => html`<tr key=${k.keg_id}><td>${k.keg_id}</td><td>${k.beer}</td>
           <td>${k.tapped_at || ''}</td><td>${k.ended_at || ''}${k.kicked ? ' (kicked)' : ''}</td>
-          <td>${num(k.lifespan_hours)}</td><td>${num(k.poured)}</td></tr>`)}</tbody></table>`}
+          <td>${num(k.lifespan_hours)}</td><td>${num(k.poured)}</td></tr>`)}</tbody></table></div>`}
     </section>
     <section class="card">
       <h2>Battery <span class="muted small">last 7 days</span></h2>
