@@ -120,6 +120,27 @@ impl Broker {
 }
 
 impl Stack {
+    /// Eleven minutes pass without an answer: the sweep marks command `id` (the only one due)
+    /// expired, and the retained message for `device` is cleared.
+    async fn expire_unanswered(&self, id: &str, device: &DeviceId) {
+        self.clock.advance(11 * 60_000);
+        assert_eq!(
+            expire_due(
+                self.store.store.as_ref(),
+                self.acks.as_ref(),
+                self.clock.now()
+            )
+            .await
+            .unwrap(),
+            1
+        );
+        assert_eq!(self.command_state(id).await["state"], "expired");
+        wait_for("the expired command to be cleared", WAIT, || async {
+            !retained_on(&self.mqtt, &format!("keg/command/{device}/+")).await
+        })
+        .await;
+    }
+
     async fn start(broker: Broker) -> Self {
         common::init_logging();
         let store = TestStore::sqlite(1, Duration::from_secs(5)).await;
@@ -912,22 +933,7 @@ async fn late_scale(broker: Broker) {
     let id = stack
         .command(&tap, json!({ "command": "tare_empty" }))
         .await;
-    stack.clock.advance(11 * 60_000);
-    assert_eq!(
-        expire_due(
-            stack.store.store.as_ref(),
-            stack.acks.as_ref(),
-            stack.clock.now()
-        )
-        .await
-        .unwrap(),
-        1
-    );
-    assert_eq!(stack.command_state(&id).await["state"], "expired");
-    wait_for("the expired command to be cleared", WAIT, || async {
-        !retained_on(&stack.mqtt, &format!("keg/command/{device}/+")).await
-    })
-    .await;
+    stack.expire_unanswered(&id, &device).await;
     let stored = stack
         .store
         .store
@@ -1011,22 +1017,7 @@ async fn reboot_mid_command(broker: Broker) {
     assert_eq!(stack.command_state(&id).await["state"], "pending");
 
     // The answer never comes: the sweep expires the command and clears its retained message.
-    stack.clock.advance(11 * 60_000);
-    assert_eq!(
-        expire_due(
-            stack.store.store.as_ref(),
-            stack.acks.as_ref(),
-            stack.clock.now()
-        )
-        .await
-        .unwrap(),
-        1
-    );
-    assert_eq!(stack.command_state(&id).await["state"], "expired");
-    wait_for("the expired command to be cleared", WAIT, || async {
-        !retained_on(&stack.mqtt, &format!("keg/command/{device}/+")).await
-    })
-    .await;
+    stack.expire_unanswered(&id, &device).await;
     assert!(
         stack
             .store
